@@ -1,0 +1,208 @@
+"""Typed configuration: one dataclass per concern, mirrored by the YAML groups under conf/.
+
+The dataclasses are registered with Hydra's ConfigStore as schemas, so every YAML file and every
+command-line override is checked against them: an unknown key or a wrong type fails at start-up
+with the key's name. Method configs are a config group with one schema per method
+(`method/<name>_schema`); the trainer reads `cfg.method.name` to pick the method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from bljust.errors import UserError
+
+
+@dataclass
+class DemoCorpusConfig:
+    """Sizes of the synthesised demo corpus (minutes of audio per split)."""
+
+    seed: int = 0
+    train_minutes: float = 15.0
+    unlabelled_minutes: float = 120.0
+    dev_minutes: float = 10.0
+    test_minutes: float = 10.0
+    workers: int = 2
+
+
+@dataclass
+class RecipeConfig:
+    """Where a data set lives and which of its folders play which role.
+
+    Split entries are folders relative to `corpus_dir`, in LibriSpeech layout
+    (speaker/chapter/utt.flac + chapter.trans.txt).
+    """
+
+    name: str = "demo"
+    source: str = "demo"  # demo: synthesised on first use; librispeech: must exist on disk
+    corpus_dir: str = "data/demo/corpus"
+    data_dir: str = "data/demo"  # prepare writes manifests, CMVN stats and tokenizer here
+    labelled: list[str] = field(default_factory=lambda: ["train"])
+    unlabelled: list[str] = field(default_factory=lambda: ["unlabelled"])
+    dev: list[str] = field(default_factory=lambda: ["dev"])
+    test: list[str] = field(default_factory=lambda: ["test"])
+    wandb_project: str = "bljust-demo"
+    demo: DemoCorpusConfig = field(default_factory=DemoCorpusConfig)
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel filterbank front end (Kaldi-compatible fbank, 25 ms window, 10 ms hop)."""
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    max_utt_seconds: float = 30.0  # longer utterances are skipped and counted
+
+
+@dataclass
+class SpecAugmentConfig:
+    """SpecAugment on supervised batches only (torchaudio Frequency/TimeMasking)."""
+
+    enabled: bool = True
+    freq_masks: int = 2
+    freq_mask_width: int = 27
+    time_masks: int = 4
+    time_mask_width: int = 40  # frames of 10 ms
+    time_mask_max_frac: float = 0.05  # per mask, as a fraction of the utterance
+
+
+@dataclass
+class TokenizerConfig:
+    """SentencePiece model trained by `prepare` on the labelled transcripts."""
+
+    model_type: str = "char"  # char | unigram | bpe
+    vocab_size: int = 0  # ignored for char; required for unigram/bpe
+
+
+@dataclass
+class ModelConfig:
+    """Conformer-CTC encoder shape. Conv subsampling by 4 turns 10 ms frames into 40 ms frames."""
+
+    name: str = "tiny"
+    input_dim: int = 80
+    subsampling_channels: int = 64
+    d_model: int = 144
+    num_layers: int = 4
+    num_heads: int = 4
+    ff_mult: int = 4
+    conv_kernel: int = 15
+    dropout: float = 0.1
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine (or constant) decay; gradient clipping by norm."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 500
+    schedule: str = "cosine"  # cosine | constant
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+
+
+@dataclass
+class TrainConfig:
+    """The training loop: how long, how batches are formed, how often to log/eval/save."""
+
+    max_steps: int = 3000
+    seed: int = 0
+    max_duration: float = 200.0  # seconds of audio per batch (duration-bucketed)
+    num_buckets: int = 10
+    num_workers: int = 2
+    log_every: int = 25
+    eval_every: int = 500
+    ckpt_every: int = 250
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Dev evaluation during training and final evaluation on every dev/test split."""
+
+    max_dev_utts: int = 0  # 0 = whole dev split at every dev evaluation
+    batch_duration: float = 300.0
+
+
+@dataclass
+class LoggingConfig:
+    """Where metrics go: always metrics.jsonl; W&B online/offline/disabled (auto = online iff a key)."""
+
+    wandb: str = "auto"  # auto | online | offline | disabled
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MethodConfig:
+    """What one training step does. Each method extends this with its own keys."""
+
+    name: str = MISSING
+
+
+@dataclass
+class SupervisedConfig(MethodConfig):
+    name: str = "supervised"
+
+
+@dataclass
+class Config:
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: Any = MISSING
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    run_name: str = "seed${train.seed}"
+    run_dir: str = "runs/${recipe.name}/${method.name}/${run_name}"
+    device: str = "auto"  # auto | cpu | cuda
+    init_from: Optional[str] = None  # checkpoint whose weights start the run
+
+
+METHOD_SCHEMAS: dict[str, type] = {"supervised": SupervisedConfig}
+
+
+def register_configs() -> None:
+    """Register the schemas so conf/*.yaml are validated against them."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    for name, schema in METHOD_SCHEMAS.items():
+        cs.store(group="method", name=f"{name}_schema", node=schema)
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value that cannot work; the message names the key."""
+
+
+def validate(cfg: Any) -> None:
+    """Reject impossible values at start-up with one line naming the key."""
+    checks = [
+        (cfg.train.max_steps > 0, "train.max_steps must be > 0"),
+        (cfg.train.max_duration > 0, "train.max_duration must be > 0 seconds"),
+        (cfg.optim.lr > 0, "optim.lr must be > 0"),
+        (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
+        (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule must be cosine or constant"),
+        (cfg.train.precision in ("auto", "fp32", "bf16"), "train.precision must be auto, fp32 or bf16"),
+        (cfg.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+        (cfg.logging.wandb in ("auto", "online", "offline", "disabled"),
+         "logging.wandb must be auto, online, offline or disabled"),
+        (cfg.model.d_model % cfg.model.num_heads == 0, "model.d_model must be divisible by model.num_heads"),
+        (cfg.tokenizer.model_type in ("char", "unigram", "bpe"), "tokenizer.model_type must be char, unigram or bpe"),
+        (cfg.tokenizer.model_type == "char" or cfg.tokenizer.vocab_size > 0,
+         "tokenizer.vocab_size must be > 0 for unigram/bpe"),
+        (cfg.method.name in METHOD_SCHEMAS, f"method.name {cfg.method.name!r} is not one of {sorted(METHOD_SCHEMAS)}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

@@ -1,0 +1,192 @@
+"""Batches from manifests: duration-bucketed sampling, features in DataLoader workers, resumable streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from lhotse import CutSet
+from lhotse.dataset import DynamicBucketingSampler
+from torch.utils.data import DataLoader
+
+from bljust.data.audio import BadAudio, read_audio
+from bljust.data.features import Cmvn, fbank
+from bljust.data.manifests import cut_text
+from bljust.data.skips import SkipLog
+from bljust.data.tokenizer import Tokenizer
+
+
+@dataclass
+class Batch:
+    """A padded batch. Unlabelled batches have empty `tokens`/`token_lens` and texts of None."""
+
+    feats: torch.Tensor  # (B, T, D) CMVN-normalised fbank, zero-padded
+    feat_lens: torch.Tensor  # (B,) int64
+    tokens: torch.Tensor  # (B, L) int64, padded with 0 (blank), or (B, 0)
+    token_lens: torch.Tensor  # (B,) int64
+    ids: list[str]
+    texts: list[str | None]
+    skips: SkipLog = field(default_factory=SkipLog)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio in the batch (10 ms frames)."""
+        return float(self.feat_lens.sum()) * 0.01
+
+    def to(self, device: torch.device | str) -> "Batch":
+        nb = torch.device(device).type == "cuda"
+        return Batch(
+            self.feats.to(device, non_blocking=nb), self.feat_lens.to(device, non_blocking=nb),
+            self.tokens.to(device, non_blocking=nb), self.token_lens.to(device, non_blocking=nb),
+            self.ids, self.texts, self.skips,
+        )
+
+    def pin_memory(self) -> "Batch":
+        return Batch(self.feats.pin_memory(), self.feat_lens.pin_memory(), self.tokens.pin_memory(),
+                     self.token_lens.pin_memory(), self.ids, self.texts, self.skips)
+
+
+def pad_batch(feats: list[torch.Tensor], tokens: list[list[int]] | None) -> tuple[torch.Tensor, ...]:
+    """Zero-pad a list of (T_i, D) features and optional token lists."""
+    lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+    x = torch.zeros(len(feats), int(lens.max()) if len(feats) else 0, feats[0].shape[1] if feats else 80)
+    for i, f in enumerate(feats):
+        x[i, : f.shape[0]] = f
+    if tokens is None:
+        return x, lens, torch.zeros(len(feats), 0, dtype=torch.long), torch.zeros(len(feats), dtype=torch.long)
+    tlens = torch.tensor([len(t) for t in tokens], dtype=torch.long)
+    y = torch.zeros(len(tokens), int(tlens.max()) if tokens else 0, dtype=torch.long)
+    for i, t in enumerate(tokens):
+        y[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+    return x, lens, y, tlens
+
+
+class AsrDataset(torch.utils.data.Dataset):
+    """Turns a CutSet (one sampler batch) into a Batch; runs in DataLoader workers.
+
+    A cut whose audio is unusable or whose text cannot be encoded is dropped from the batch and
+    recorded in `batch.skips`; the training loop adds these up.
+    """
+
+    def __init__(self, cmvn: Cmvn, tokenizer: Tokenizer | None, sample_rate: int = 16000,
+                 num_mel_bins: int = 80, max_seconds: float = 30.0):
+        self.cmvn = cmvn
+        self.tokenizer = tokenizer  # None: unlabelled batches, text never read
+        self.sample_rate = sample_rate
+        self.num_mel_bins = num_mel_bins
+        self.max_seconds = max_seconds
+
+    def __getitem__(self, cuts: CutSet) -> Batch:
+        skips = SkipLog()
+        feats, tokens, ids, texts = [], [], [], []
+        for cut in cuts:
+            text = cut_text(cut) if self.tokenizer is not None else None
+            if self.tokenizer is not None:
+                if not text:
+                    skips.add("empty_transcript", cut.id)
+                    continue
+                if self.tokenizer.unknown_fraction(text) > 0:
+                    skips.add("unknown_characters", cut.id)
+                    continue
+            try:
+                wave = read_audio(cut.recording.sources[0].source, self.sample_rate, self.max_seconds)
+            except BadAudio as err:
+                skips.add("bad_audio", str(err))
+                continue
+            f = fbank(wave, self.num_mel_bins, self.sample_rate)
+            if f.shape[0] < 8:  # under ~80 ms gives no 40 ms encoder frame worth training on
+                skips.add("too_short_audio", cut.id)
+                continue
+            feats.append(self.cmvn(f))
+            ids.append(cut.id)
+            texts.append(text)
+            if self.tokenizer is not None:
+                tokens.append(self.tokenizer.encode(text))
+        x, lens, y, tlens = pad_batch(feats, tokens if self.tokenizer is not None else None)
+        return Batch(x, lens, y, tlens, ids, texts, skips)
+
+
+class _SkipFirst(torch.utils.data.Sampler):
+    """Iterates a sampler's epoch from batch `skip` on: exact resume without reading skipped audio."""
+
+    def __init__(self, sampler: DynamicBucketingSampler, skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self):
+        for i, cuts in enumerate(self.sampler):
+            if i >= self.skip:
+                yield cuts
+
+
+class BatchStream:
+    """An endless, resumable stream of batches over epochs of a duration-bucketed sampler.
+
+    Position is (epoch, batches consumed in the epoch); the sampler's shuffle is seeded by
+    (seed, epoch), so restoring the position replays exactly the batches an uninterrupted run
+    would have seen.
+    """
+
+    def __init__(self, cuts: CutSet, dataset: AsrDataset, max_duration: float, seed: int,
+                 num_buckets: int = 10, num_workers: int = 0, shuffle: bool = True,
+                 world_size: int = 1, rank: int = 0, pin_memory: bool = False):
+        self.cuts, self.dataset = cuts, dataset
+        self.max_duration, self.seed, self.num_buckets = max_duration, seed, num_buckets
+        self.num_workers, self.shuffle, self.pin_memory = num_workers, shuffle, pin_memory
+        self.world_size, self.rank = world_size, rank
+        self.epoch, self.batch_in_epoch = 0, 0
+        self.skips = SkipLog()
+        self._it: Iterator[Batch] | None = None
+
+    def _sampler(self) -> DynamicBucketingSampler:
+        sampler = DynamicBucketingSampler(
+            self.cuts, max_duration=self.max_duration, num_buckets=self.num_buckets,
+            shuffle=self.shuffle, seed=self.seed, drop_last=False,
+            world_size=self.world_size, rank=self.rank,
+        )
+        sampler.set_epoch(self.epoch)
+        return sampler
+
+    def _start(self) -> None:
+        loader = DataLoader(
+            self.dataset, sampler=_SkipFirst(self._sampler(), self.batch_in_epoch), batch_size=None,
+            num_workers=self.num_workers, pin_memory=self.pin_memory,
+            persistent_workers=False, prefetch_factor=4 if self.num_workers else None,
+        )
+        self._it = iter(loader)
+
+    def __iter__(self) -> "BatchStream":
+        return self
+
+    def __next__(self) -> Batch:
+        for _ in range(2):  # at most one epoch boundary per call
+            if self._it is None:
+                self._start()
+            try:
+                batch = next(self._it)
+            except StopIteration:
+                self._it = None
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                continue
+            self.batch_in_epoch += 1
+            self.skips.update(batch.skips)
+            return batch
+        raise RuntimeError("the sampler yielded no batch for a whole epoch: is the manifest empty?")
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
+        self._it = None
+
+
+def eval_batches(cuts: CutSet, dataset: AsrDataset, max_duration: float, num_workers: int = 0) -> DataLoader:
+    """One ordered pass over a CutSet for evaluation (no shuffling, every utterance once)."""
+    from lhotse.dataset import SimpleCutSampler
+
+    sampler = SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False)
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers)

@@ -1,0 +1,74 @@
+"""Log-mel filterbank features and global mean/variance normalisation (CMVN)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchaudio.compliance.kaldi as kaldi
+
+FRAME_SHIFT_S = 0.010  # 10 ms hop: the encoder's x4 subsampling makes 40 ms frames
+
+
+def fbank(wave: torch.Tensor, num_mel_bins: int = 80, sample_rate: int = 16000) -> torch.Tensor:
+    """Kaldi-compatible log-mel filterbank of a 1-D waveform: (T, num_mel_bins), 25 ms / 10 ms.
+
+    Waveforms shorter than one 25 ms window give zero frames.
+    """
+    if wave.numel() < int(0.025 * sample_rate):
+        return torch.zeros(0, num_mel_bins)
+    # kaldi.fbank expects 16-bit scale; dither 0 keeps features deterministic.
+    return kaldi.fbank(
+        wave.unsqueeze(0) * 32768.0,
+        num_mel_bins=num_mel_bins,
+        sample_frequency=sample_rate,
+        frame_length=25.0,
+        frame_shift=FRAME_SHIFT_S * 1000,
+        dither=0.0,
+        energy_floor=0.0,
+    )
+
+
+def num_frames(num_samples: int, sample_rate: int = 16000) -> int:
+    """Number of fbank frames for a waveform length (Kaldi snip_edges=True)."""
+    window, shift = int(0.025 * sample_rate), int(FRAME_SHIFT_S * sample_rate)
+    return 0 if num_samples < window else 1 + (num_samples - window) // shift
+
+
+@dataclass
+class Cmvn:
+    """Global per-dimension mean and standard deviation, computed once by `prepare`."""
+
+    mean: torch.Tensor  # (D,)
+    std: torch.Tensor  # (D,)
+
+    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+        """Normalise (..., D) features."""
+        return (feats - self.mean) / self.std
+
+    @classmethod
+    def from_features(cls, chunks: list[torch.Tensor], floor: float = 1e-5) -> "Cmvn":
+        """Statistics over all frames of a list of (T_i, D) feature matrices (float64 sums)."""
+        total = sum(c.shape[0] for c in chunks)
+        if total == 0:
+            raise ValueError("cannot compute CMVN statistics from zero frames")
+        s = sum(c.double().sum(0) for c in chunks)
+        sq = sum((c.double() ** 2).sum(0) for c in chunks)
+        mean = s / total
+        var = (sq / total - mean**2).clamp_min(floor**2)
+        return cls(mean.float(), var.sqrt().float())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "Cmvn":
+        return cls(state["mean"].float(), state["std"].float())
+
+    def save(self, path: Path) -> None:
+        torch.save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Cmvn":
+        return cls.from_state_dict(torch.load(path, weights_only=True))

@@ -1,0 +1,198 @@
+"""lhotse CutSets from corpora in LibriSpeech layout (speaker/chapter/utt.flac + trans.txt).
+
+Everything downstream reads these manifests; nothing else walks directories. Problems with single
+utterances are skipped and counted; a folder that is missing or holds no usable utterance is one
+clear error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import soundfile as sf
+from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse.audio import AudioSource
+
+from bljust.data.skips import SkipLog
+from bljust.errors import UserError
+from bljust.data.text import normalize_text
+
+AUDIO_SUFFIXES = (".flac", ".wav")
+
+
+class ManifestError(UserError, ValueError):
+    """A corpus folder or manifest that cannot be used at all; the message names it."""
+
+
+def _recording(rec_id: str, path: Path, skips: SkipLog, max_seconds: float) -> Recording | None:
+    """A lhotse Recording from the file header, or None (counted) if the file is unusable."""
+    try:
+        info = sf.info(str(path))
+    except Exception:
+        skips.add("unreadable_audio", str(path))
+        return None
+    if info.channels != 1:
+        skips.add("multichannel_audio", str(path))
+        return None
+    if info.frames == 0:
+        skips.add("empty_audio", str(path))
+        return None
+    duration = info.frames / info.samplerate
+    if duration > max_seconds:
+        skips.add("too_long_audio", str(path))
+        return None
+    source = AudioSource(type="file", channels=[0], source=str(path.resolve()))
+    return Recording(rec_id, [source], info.samplerate, info.frames, duration)
+
+
+def _find_audio(folder: Path, utt_id: str) -> Path | None:
+    for suffix in AUDIO_SUFFIXES:
+        candidate = folder / f"{utt_id}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_transcripts(trans: Path, skips: SkipLog) -> dict[str, str]:
+    """UTTID -> normalised text from one chapter's trans.txt."""
+    texts: dict[str, str] = {}
+    for line_no, line in enumerate(trans.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        utt_id, _, text = line.strip().partition(" ")
+        text = normalize_text(text)
+        if not text:
+            skips.add("empty_transcript", f"{trans}:{line_no}")
+        elif utt_id in texts:
+            skips.add("duplicate_id", f"{trans}:{line_no}")
+        else:
+            texts[utt_id] = text
+    return texts
+
+
+def scan_librispeech(
+    folder: str | Path, labelled: bool, skips: SkipLog | None = None, max_seconds: float = 30.0
+) -> CutSet:
+    """All utterances under `folder` as a CutSet, sorted by id.
+
+    labelled=True: one cut per trans.txt line with existing audio; the supervision carries the
+    normalised text. labelled=False: one cut per audio file; the supervision carries no text
+    (transcripts, if any, are not read), so no label can leak into unsupervised training.
+    """
+    folder = Path(folder)
+    skips = skips if skips is not None else SkipLog()
+    if not folder.is_dir():
+        raise ManifestError(f"{folder}: corpus folder not found")
+    recordings: list[Recording] = []
+    supervisions: list[SupervisionSegment] = []
+    seen: set[str] = set()
+
+    def add(utt_id: str, path: Path, text: str | None) -> None:
+        if utt_id in seen:
+            skips.add("duplicate_id", str(path))
+            return
+        rec = _recording(utt_id, path, skips, max_seconds)
+        if rec is None:
+            return
+        seen.add(utt_id)
+        speaker = utt_id.split("-")[0]
+        recordings.append(rec)
+        supervisions.append(SupervisionSegment(utt_id, utt_id, 0.0, rec.duration, text=text, speaker=speaker))
+
+    if labelled:
+        transcripts = sorted(folder.rglob("*.trans.txt"))
+        if not transcripts:
+            raise ManifestError(f"{folder}: no *.trans.txt transcripts found (expected LibriSpeech layout)")
+        for trans in transcripts:
+            texts = _read_transcripts(trans, skips)
+            for utt_id, text in sorted(texts.items()):
+                path = _find_audio(trans.parent, utt_id)
+                if path is None:
+                    skips.add("missing_audio", f"{trans.parent / utt_id}")
+                else:
+                    add(utt_id, path, text)
+            for audio in sorted(p for p in trans.parent.iterdir() if p.suffix in AUDIO_SUFFIXES):
+                if audio.stem not in texts:
+                    skips.add("audio_without_transcript", str(audio))
+    else:
+        for path in sorted(p for p in folder.rglob("*") if p.suffix in AUDIO_SUFFIXES):
+            add(path.stem, path, None)
+    if not recordings:
+        raise ManifestError(f"{folder}: no usable utterances ({skips.summary()})")
+    return CutSet.from_manifests(
+        recordings=RecordingSet.from_recordings(recordings),
+        supervisions=SupervisionSet.from_segments(supervisions),
+    )
+
+
+def cut_text(cut) -> str | None:
+    """The transcript of a single-supervision cut, or None for unlabelled cuts."""
+    return cut.supervisions[0].text if cut.supervisions else None
+
+
+def load_cuts(path: str | Path) -> CutSet:
+    """Read a CutSet manifest (JSONL or JSONL.gz) with a one-line error when it is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found (run `python -m bljust.prepare` first)")
+    try:
+        return CutSet.from_file(path)
+    except Exception as err:
+        raise ManifestError(f"{path}: not a readable lhotse CutSet ({str(err).splitlines()[0]})") from None
+
+
+TABLE_COLUMNS = {"audio", "text", "speaker", "id"}
+
+
+def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seconds: float = 30.0) -> CutSet:
+    """A CutSet from a plain CSV (header row) or JSONL table with `audio,text[,speaker][,id]`.
+
+    Relative audio paths are read relative to the table's own folder, so a table and its audio
+    can move together. Unknown columns are an error (a typo like `transcript` would otherwise
+    silently train on nothing); unusable rows are skipped and counted.
+    """
+    import csv
+    import gzip
+    import json
+
+    path = Path(path)
+    skips = skips if skips is not None else SkipLog()
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        if path.suffix == ".csv":
+            rows = list(csv.DictReader(f))
+        else:
+            rows = [json.loads(line) for line in f if line.strip()]
+    if not rows:
+        raise ManifestError(f"{path}: empty manifest")
+    columns = set(rows[0])
+    if "audio" not in columns or not columns <= TABLE_COLUMNS:
+        raise ManifestError(f"{path}: columns {sorted(columns)}; expected audio,text[,speaker][,id]")
+    recordings, supervisions, seen = [], [], set()
+    for n, row in enumerate(rows, 1):
+        audio = Path(row["audio"])
+        audio = audio if audio.is_absolute() else path.parent / audio
+        utt_id = row.get("id") or audio.stem
+        text = normalize_text(row.get("text") or "") or None
+        if "text" in columns and text is None:
+            skips.add("empty_transcript", f"{path}:{n}")
+            continue
+        if utt_id in seen:
+            skips.add("duplicate_id", f"{path}:{n}")
+            continue
+        if not audio.is_file():
+            skips.add("missing_audio", str(audio))
+            continue
+        rec = _recording(utt_id, audio, skips, max_seconds)
+        if rec is None:
+            continue
+        seen.add(utt_id)
+        recordings.append(rec)
+        supervisions.append(SupervisionSegment(utt_id, utt_id, 0.0, rec.duration, text=text,
+                                               speaker=row.get("speaker") or None))
+    if not recordings:
+        raise ManifestError(f"{path}: no usable utterances ({skips.summary()})")
+    return CutSet.from_manifests(recordings=RecordingSet.from_recordings(recordings),
+                                 supervisions=SupervisionSet.from_segments(supervisions))

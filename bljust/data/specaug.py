@@ -1,0 +1,32 @@
+"""SpecAugment for supervised batches (frequency and time masks from torchaudio)."""
+
+from __future__ import annotations
+
+import torch
+import torchaudio.transforms as T
+
+from bljust.config import SpecAugmentConfig
+
+
+class SpecAugment(torch.nn.Module):
+    """Independent frequency and time masks per utterance on (B, T, D) features.
+
+    Masked values are 0, the global mean after CMVN. Only the supervised loss sees it: the
+    masked-prediction objective has its own masking, and pseudo-labelling labels clean input.
+    """
+
+    def __init__(self, cfg: SpecAugmentConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.freq = T.FrequencyMasking(cfg.freq_mask_width, iid_masks=True)
+        self.time = T.TimeMasking(cfg.time_mask_width, iid_masks=True, p=cfg.time_mask_max_frac)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.cfg.enabled):
+            return feats
+        x = feats.transpose(1, 2)  # (B, D, T), as torchaudio expects
+        for _ in range(self.cfg.freq_masks):
+            x = self.freq(x)
+        for _ in range(self.cfg.time_masks):
+            x = self.time(x)
+        return x.transpose(1, 2)

@@ -1,0 +1,115 @@
+"""WER/CER of a checkpoint on a split of its recipe or on any labelled data.
+
+    python -m bljust.evaluate ckpt=runs/demo/supervised/seed0/checkpoints/best.pt split=test
+    python -m bljust.evaluate ckpt=PATH data=/path/to/LibriSpeech/dev-clean   (or a CutSet manifest)
+
+Prints WER and CER and writes `<split>.hyp.txt` and `wer.json` beside the checkpoint's run
+(or to out=DIR).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from lhotse import CutSet
+
+from bljust.data.dataset import AsrDataset, eval_batches
+from bljust.data.features import Cmvn
+from bljust.data.manifests import ManifestError, load_cuts, scan_librispeech
+from bljust.data.tokenizer import Tokenizer
+from bljust.models.asr import AsrModel
+from bljust.objectives.ctc import greedy_decode
+from bljust.scoring import error_rates
+
+
+@torch.no_grad()
+def transcribe_cuts(model: AsrModel, cuts: CutSet, dataset: AsrDataset, tokenizer: Tokenizer,
+                    device: torch.device, max_duration: float = 300.0) -> list[tuple[str, str | None, str]]:
+    """(id, reference or None, hypothesis) for every usable cut, in manifest order."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for batch in eval_batches(cuts, dataset, max_duration):
+        if len(batch) == 0:
+            continue
+        logits, lens = model(batch.feats.to(device), batch.feat_lens.to(device))
+        for utt, ref, ids in zip(batch.ids, batch.texts, greedy_decode(logits.float(), lens)):
+            out.append((utt, ref, tokenizer.decode(ids)))
+    model.train(was_training)
+    return out
+
+
+def score(results: list[tuple[str, str | None, str]]) -> dict[str, float]:
+    return error_rates([r for _, r, _ in results], [h for _, _, h in results])
+
+
+def write_hyps(results: list[tuple[str, str | None, str]], path: Path) -> None:
+    """One 'ID<TAB>REF<TAB>HYP' line per utterance, for error analysis."""
+    path.write_text("".join(f"{u}\t{r}\t{h}\n" for u, r, h in results), encoding="utf-8")
+
+
+def load_model(ckpt: dict[str, Any], device: torch.device) -> tuple[AsrModel, Tokenizer, Cmvn, dict]:
+    """Model, tokenizer and CMVN from a checkpoint dict; everything inference needs is inside it."""
+    from bljust.config import ModelConfig
+
+    cfg = ckpt["config"]
+    tokenizer = Tokenizer.from_tensor(ckpt["tokenizer"])
+    model = AsrModel(ModelConfig(**cfg["model"]), tokenizer.vocab_size)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), tokenizer, Cmvn.from_state_dict(ckpt["cmvn"]), cfg
+
+
+def _data_cuts(data: str, max_seconds: float) -> CutSet:
+    path = Path(data)
+    if path.is_dir():
+        return scan_librispeech(path, labelled=True, max_seconds=max_seconds)
+    if path.suffix in (".csv",) or path.name.endswith((".jsonl", ".jsonl.gz")) and "cuts" not in path.name:
+        from bljust.data.manifests import load_table_manifest  # plain audio,text tables
+
+        return load_table_manifest(path)
+    return load_cuts(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bljust.cli import fail, parse_kv
+    from bljust.errors import UserError
+    from bljust.tracking.checkpoint import load_checkpoint
+
+    try:
+        kv, rest = parse_kv(sys.argv[1:] if argv is None else argv, {"ckpt", "split", "data", "out", "device"})
+        if "ckpt" not in kv or ("split" in kv) == ("data" in kv):
+            raise UserError("usage: python -m bljust.evaluate ckpt=PATH (split=NAME | data=PATH) [out=DIR]")
+        device = torch.device(kv.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
+        ckpt = load_checkpoint(kv["ckpt"])
+        model, tokenizer, cmvn, cfg = load_model(ckpt, device)
+        feat = cfg["features"]
+        dataset = AsrDataset(cmvn, tokenizer, feat["sample_rate"], feat["num_mel_bins"], feat["max_utt_seconds"])
+        if "split" in kv:
+            path = Path(cfg["recipe"]["data_dir"]) / "manifests" / f"eval_{kv['split']}.jsonl.gz"
+            if not path.is_file():
+                raise ManifestError(f"split={kv['split']}: no prepared manifest {path}")
+            cuts, name = load_cuts(path), kv["split"]
+        else:
+            cuts, name = _data_cuts(kv["data"], feat["max_utt_seconds"]), Path(kv["data"]).name.split(".")[0]
+        results = transcribe_cuts(model, cuts, dataset, tokenizer, device)
+        if not results:
+            raise ManifestError(f"{name}: no usable utterance to score")
+        rates = score(results)
+        out = Path(kv.get("out", Path(kv["ckpt"]).resolve().parent.parent / "eval"))
+        out.mkdir(parents=True, exist_ok=True)
+        write_hyps(results, out / f"{name}.hyp.txt")
+        wer_path = out / "wer.json"
+        table = json.loads(wer_path.read_text()) if wer_path.is_file() else {}
+        table[name] = rates
+        wer_path.write_text(json.dumps(table, indent=1))
+        print(f"{name}: WER {rates['wer']:.2f} %  CER {rates['cer']:.2f} %  ({rates['utterances']} utterances)")
+    except UserError as err:
+        fail(err)
+
+
+if __name__ == "__main__":
+    main()

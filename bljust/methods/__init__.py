@@ -1,0 +1,10 @@
+"""Training methods: each says what one step does; the trainer owns the loop."""
+
+from bljust.methods.base import Method, TrainContext
+from bljust.methods.supervised import Supervised
+
+METHODS: dict[str, type[Method]] = {"supervised": Supervised}
+
+
+def build_method(ctx: TrainContext) -> Method:
+    return METHODS[ctx.cfg.method.name](ctx)

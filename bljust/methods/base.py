@@ -1,0 +1,94 @@
+"""What every method shares: the training context, the supervised loss, optimiser bookkeeping."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from bljust.config import Config
+from bljust.data.dataset import Batch, BatchStream
+from bljust.data.specaug import SpecAugment
+from bljust.models.asr import AsrModel
+from bljust.objectives.ctc import ctc_loss
+
+
+@dataclass
+class TrainContext:
+    """Everything a method needs to take a step; built by the trainer."""
+
+    cfg: Config
+    model: AsrModel
+    device: torch.device
+    labelled: BatchStream
+    unlabelled: Callable[[], BatchStream]  # built on first use: supervised never reads unlabelled audio
+    specaug: SpecAugment
+
+    def autocast(self):
+        """bf16 autocast on CUDA (or when asked for), plain fp32 otherwise."""
+        p = self.cfg.train.precision
+        if p == "bf16" or (p == "auto" and self.device.type == "cuda"):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+
+def supervised_loss(ctx: TrainContext, batch: Batch) -> torch.Tensor:
+    """CTC loss on a labelled batch with SpecAugment."""
+    with ctx.autocast():
+        logits, lens = ctx.model(ctx.specaug(batch.feats), batch.feat_lens)
+    return ctc_loss(logits, lens, batch.tokens, batch.token_lens)
+
+
+def clip_and_check(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clip gradients by global norm; returns the pre-clip norm (inf/NaN if any grad is non-finite)."""
+    return torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+
+
+class Method:
+    """What one training step does. Subclasses set `optimizers`/`schedulers` and implement step().
+
+    step() returns tensors (not Python floats) so the loop syncs with the device only at log steps.
+    """
+
+    name = "base"
+
+    def __init__(self, ctx: TrainContext):
+        self.ctx = ctx
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, Any] = {}
+        self.supervised_updates = 0
+        self.nonfinite_skips = 0
+
+    def step(self, step: int) -> dict[str, torch.Tensor | float]:
+        raise NotImplementedError
+
+    def update(self, name: str, loss: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
+        """One optimiser step on `loss`; a non-finite gradient skips the step and is counted."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = clip_and_check(params, self.ctx.cfg.optim.grad_clip)
+        if torch.isfinite(norm):
+            opt.step()
+        else:
+            self.nonfinite_skips += 1
+        self.schedulers[name].step()
+        return norm
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "supervised_updates": self.supervised_updates,
+            "nonfinite_skips": self.nonfinite_skips,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        self.supervised_updates = state["supervised_updates"]
+        self.nonfinite_skips = state["nonfinite_skips"]

@@ -1,0 +1,154 @@
+"""Prepare a recipe's data: lhotse manifests, global CMVN statistics, SentencePiece model.
+
+    python -m bljust.prepare recipe=demo [recipe.demo.train_minutes=180 ...]
+
+Idempotent: a second call with the same settings does nothing; changed settings rebuild.
+The demo corpus is synthesised first when it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from bljust.data.audio import BadAudio, read_audio
+from bljust.data.features import Cmvn, fbank
+from bljust.data.manifests import ManifestError, cut_text, load_cuts, scan_librispeech
+from bljust.data.skips import SkipLog
+from bljust.data.tokenizer import Tokenizer, train_tokenizer
+from bljust.errors import UserError
+
+CMVN_MAX_UTTS = 1000  # a deterministic subsample is plenty for 80 means and variances
+
+
+@dataclass
+class PreparedData:
+    """Paths of everything `prepare` wrote for a recipe."""
+
+    data_dir: Path
+    labelled: Path
+    unlabelled: Path | None
+    eval_splits: dict[str, Path]  # split name (folder name) -> manifest; dev splits first
+    dev_splits: list[str]
+    cmvn: Path
+    tokenizer: Path
+
+
+def split_name(folder: str) -> str:
+    """'dev' -> 'dev', 'LibriSpeech/dev-clean' -> 'dev-clean'."""
+    return Path(folder).name
+
+
+def _paths(cfg: Any) -> PreparedData:
+    data_dir = Path(cfg.recipe.data_dir)
+    m = data_dir / "manifests"
+    evals = {split_name(f): m / f"eval_{split_name(f)}.jsonl.gz" for f in [*cfg.recipe.dev, *cfg.recipe.test]}
+    return PreparedData(
+        data_dir=data_dir,
+        labelled=m / "labelled.jsonl.gz",
+        unlabelled=m / "unlabelled.jsonl.gz" if cfg.recipe.unlabelled else None,
+        eval_splits=evals,
+        dev_splits=[split_name(f) for f in cfg.recipe.dev],
+        cmvn=data_dir / "cmvn.pt",
+        tokenizer=data_dir / "tokenizer.model",
+    )
+
+
+def _signature(cfg: Any) -> dict[str, Any]:
+    """The settings the prepared files depend on; a change triggers a rebuild."""
+    return {
+        "recipe": OmegaConf.to_container(cfg.recipe, resolve=True),
+        "features": OmegaConf.to_container(cfg.features, resolve=True),
+        "tokenizer": OmegaConf.to_container(cfg.tokenizer, resolve=True),
+    }
+
+
+def ensure_demo_corpus(cfg: Any) -> None:
+    """Synthesise the demo corpus when it is missing or was made with other sizes."""
+    from bljust.data.demo_corpus import DemoCorpusSpec, corpus_is_complete, make_demo_corpus, require_espeak
+
+    spec = DemoCorpusSpec(**OmegaConf.to_container(cfg.recipe.demo, resolve=True))
+    corpus = Path(cfg.recipe.corpus_dir)
+    if corpus_is_complete(corpus, spec):
+        return
+    require_espeak()
+    print(f"prepare: synthesising the demo corpus in {corpus} (one-off)", flush=True)
+    make_demo_corpus(corpus, spec)
+
+
+def _cmvn(cuts, sample_rate: int, num_mel_bins: int, skips: SkipLog) -> Cmvn:
+    cut_list = list(cuts)
+    random.Random(0).shuffle(cut_list)
+    chunks = []
+    for cut in cut_list[:CMVN_MAX_UTTS]:
+        try:
+            chunks.append(fbank(read_audio(cut.recording.sources[0].source, sample_rate), num_mel_bins, sample_rate))
+        except BadAudio as err:
+            skips.add("bad_audio", str(err))
+    return Cmvn.from_features(chunks)
+
+
+def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
+    """Build whatever is missing or stale for `cfg.recipe`; return the paths."""
+    out = _paths(cfg)
+    sig_path = out.data_dir / "prepare.json"
+    signature = _signature(cfg)
+    expected = [out.labelled, out.cmvn, out.tokenizer, *out.eval_splits.values()] + ([out.unlabelled] if out.unlabelled else [])
+    if sig_path.is_file() and all(p.is_file() for p in expected):
+        if json.loads(sig_path.read_text()).get("signature") == signature:
+            return out
+    log = print if verbose else (lambda *a, **k: None)
+    if cfg.recipe.source == "demo":
+        ensure_demo_corpus(cfg)
+    corpus = Path(cfg.recipe.corpus_dir)
+    if not corpus.is_dir():
+        raise ManifestError(f"recipe.corpus_dir={corpus}: folder not found")
+    (out.data_dir / "manifests").mkdir(parents=True, exist_ok=True)
+    max_s = cfg.features.max_utt_seconds
+    skips: dict[str, SkipLog] = {}
+
+    def build(folders: list[str], labelled: bool, path: Path, role: str) -> None:
+        log_ = skips.setdefault(role, SkipLog())
+        parts = [scan_librispeech(corpus / f, labelled, log_, max_s) for f in folders]
+        cuts = parts[0] if len(parts) == 1 else parts[0].__class__.from_cuts(c for p in parts for c in p)
+        cuts.to_file(path)
+        hours = sum(c.duration for c in cuts) / 3600
+        log(f"prepare: {role}: {len(cuts)} utterances, {hours:.2f} h -> {path} ({log_.summary()})", flush=True)
+
+    build(list(cfg.recipe.labelled), True, out.labelled, "labelled")
+    if out.unlabelled:
+        build(list(cfg.recipe.unlabelled), False, out.unlabelled, "unlabelled")
+    for folder in [*cfg.recipe.dev, *cfg.recipe.test]:
+        build([folder], True, out.eval_splits[split_name(folder)], split_name(folder))
+
+    labelled = load_cuts(out.labelled)
+    texts = [cut_text(c) for c in labelled]
+    tok: Tokenizer = train_tokenizer(texts, cfg.tokenizer.model_type, cfg.tokenizer.vocab_size)
+    tok.save(out.tokenizer)
+    log(f"prepare: tokenizer ({cfg.tokenizer.model_type}) with {tok.vocab_size} tokens incl. blank -> {out.tokenizer}")
+    cmvn_skips = skips.setdefault("cmvn", SkipLog())
+    _cmvn(labelled, cfg.features.sample_rate, cfg.features.num_mel_bins, cmvn_skips).save(out.cmvn)
+    log(f"prepare: CMVN statistics -> {out.cmvn}", flush=True)
+    sig_path.write_text(json.dumps({"signature": signature,
+                                    "skipped": {k: v.as_dict() for k, v in skips.items()}}, indent=1))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bljust.cli import compose_config, fail
+
+    try:
+        cfg = compose_config(sys.argv[1:] if argv is None else argv)
+        prepare(cfg)
+    except UserError as err:
+        fail(err)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Train a recogniser: python -m bljust.train recipe=<recipe> method=<method> [key=value ...]
+
+The loop reads top to bottom: prepare data, build model and method, resume if a checkpoint is
+there, step / log / evaluate / save, then score every dev and test split. The method object
+decides what one step does.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from bljust.config import register_configs, validate
+from bljust.data.dataset import AsrDataset, BatchStream
+from bljust.data.features import Cmvn
+from bljust.data.manifests import load_cuts
+from bljust.data.specaug import SpecAugment
+from bljust.data.tokenizer import Tokenizer
+from bljust.errors import UserError
+from bljust.evaluate import score, transcribe_cuts, write_hyps
+from bljust.methods import TrainContext, build_method
+from bljust.models.asr import AsrModel, count_parameters
+from bljust.prepare import PreparedData, prepare
+from bljust.tracking.checkpoint import FORMAT_VERSION, load_checkpoint, rng_state, save_atomic, set_rng_state
+from bljust.tracking.metrics import MetricsWriter
+from bljust.tracking.wandb_run import WandbRun
+
+
+def pick_device(setting: str) -> torch.device:
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA device is visible")
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Owns the side effects of a run: data, checkpoints, logs. `run()` is the loop."""
+
+    def __init__(self, cfg: DictConfig, out_dir: Path):
+        validate(cfg)
+        self.cfg, self.out_dir = cfg, out_dir
+        self.resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        self.ckpt_dir = out_dir / "checkpoints"
+        self.device = pick_device(cfg.device)
+        seed_everything(cfg.train.seed)
+
+        self.data: PreparedData = prepare(cfg)
+        self.tokenizer = Tokenizer.load(self.data.tokenizer)
+        self.cmvn = Cmvn.load(self.data.cmvn)
+        self.model = AsrModel(cfg.model, self.tokenizer.vocab_size).to(self.device)
+        if cfg.init_from:
+            self._init_weights(cfg.init_from)
+
+        f = cfg.features
+        self.labelled_ds = AsrDataset(self.cmvn, self.tokenizer, f.sample_rate, f.num_mel_bins, f.max_utt_seconds)
+        self.unlabelled_ds = AsrDataset(self.cmvn, None, f.sample_rate, f.num_mel_bins, f.max_utt_seconds)
+        self.labelled = self._stream(load_cuts(self.data.labelled), self.labelled_ds, cfg.train.seed)
+        self._unlabelled: BatchStream | None = None
+        self.ctx = TrainContext(cfg, self.model, self.device, self.labelled, self.unlabelled_stream,
+                                SpecAugment(cfg.specaug))
+        self.method = build_method(self.ctx)
+        self.step, self.best_dev_wer, self.train_seconds, self.wandb_id = 0, float("inf"), 0.0, None
+        self.dev_cuts = {s: load_cuts(self.data.eval_splits[s]) for s in self.data.dev_splits}
+        if cfg.eval.max_dev_utts:
+            self.dev_cuts = {s: c.subset(first=cfg.eval.max_dev_utts) for s, c in self.dev_cuts.items()}
+
+    def _stream(self, cuts, dataset: AsrDataset, seed: int) -> BatchStream:
+        t = self.cfg.train
+        return BatchStream(cuts, dataset, t.max_duration, seed, t.num_buckets, t.num_workers,
+                           pin_memory=self.device.type == "cuda")
+
+    def unlabelled_stream(self) -> BatchStream:
+        if self._unlabelled is None:
+            if self.data.unlabelled is None:
+                raise UserError(f"method={self.cfg.method.name} needs unlabelled data: recipe.unlabelled is empty")
+            self._unlabelled = self._stream(load_cuts(self.data.unlabelled), self.unlabelled_ds, self.cfg.train.seed + 1)
+        return self._unlabelled
+
+    def _init_weights(self, path: str) -> None:
+        """Start from another run's encoder (and CTC head when the vocabularies agree)."""
+        state = load_checkpoint(path)["model"]
+        own = self.model.state_dict()
+        compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        self.model.load_state_dict(compatible, strict=False)
+        print(f"init_from: loaded {len(compatible)}/{len(own)} tensors from {path}")
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        streams = {"labelled": self.labelled.state_dict()}
+        if self._unlabelled is not None:
+            streams["unlabelled"] = self._unlabelled.state_dict()
+        return {
+            "format": FORMAT_VERSION, "step": self.step, "model": self.model.state_dict(),
+            "method": self.method.state_dict(), "streams": streams, "rng": rng_state(),
+            "config": self.resolved, "tokenizer": self.tokenizer.to_tensor(), "cmvn": self.cmvn.state_dict(),
+            "best_dev_wer": self.best_dev_wer, "train_seconds": self.train_seconds, "wandb_id": self.wandb_id,
+        }
+
+    def save(self, name: str = "last.pt") -> None:
+        save_atomic(self.checkpoint(), self.ckpt_dir / name)
+
+    def resume(self) -> bool:
+        path = self.ckpt_dir / "last.pt"
+        if not path.is_file():
+            return False
+        ckpt = load_checkpoint(path, self.device)
+        self.model.load_state_dict(ckpt["model"])
+        self.method.load_state_dict(ckpt["method"])
+        self.labelled.load_state_dict(ckpt["streams"]["labelled"])
+        if "unlabelled" in ckpt["streams"]:
+            self.unlabelled_stream().load_state_dict(ckpt["streams"]["unlabelled"])
+        set_rng_state(ckpt["rng"])
+        self.step, self.best_dev_wer = ckpt["step"], ckpt["best_dev_wer"]
+        self.train_seconds, self.wandb_id = ckpt["train_seconds"], ckpt["wandb_id"]
+        return True
+
+    # --- evaluation --------------------------------------------------------------------------
+    def evaluate_dev(self) -> dict[str, float]:
+        out = {}
+        for split, cuts in self.dev_cuts.items():
+            rates = score(transcribe_cuts(self.model, cuts, self.labelled_ds, self.tokenizer, self.device,
+                                          self.cfg.eval.batch_duration))
+            out[f"{split}_wer"], out[f"{split}_cer"] = rates["wer"], rates["cer"]
+        return out
+
+    def final_evaluation(self) -> dict[str, Any]:
+        """Score every dev/test split with the best-on-dev checkpoint (the last one if none)."""
+        best = self.ckpt_dir / "best.pt"
+        which = "best" if best.is_file() else "last"
+        if best.is_file():
+            self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
+        table: dict[str, Any] = {"checkpoint": which, "step": self.step}
+        hyp_dir = self.out_dir / "hyps"
+        hyp_dir.mkdir(exist_ok=True)
+        for split, path in self.data.eval_splits.items():
+            results = transcribe_cuts(self.model, load_cuts(path), self.labelled_ds, self.tokenizer,
+                                      self.device, self.cfg.eval.batch_duration)
+            write_hyps(results, hyp_dir / f"{split}.txt")
+            table[split] = score(results)
+        (self.out_dir / "wer.json").write_text(json.dumps(table, indent=1))
+        return table
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg, t = self.cfg, self.cfg.train
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(self.resolved)))
+        resumed = self.resume()
+        if resumed:
+            print(f"resumed from {self.ckpt_dir / 'last.pt'} at step {self.step}")
+        metrics = MetricsWriter(self.out_dir / "metrics.jsonl", resume_step=self.step)
+        wandb = WandbRun(cfg.logging.wandb, cfg.recipe.wandb_project, cfg.logging.group, cfg.run_name,
+                         cfg.method.name, self.resolved, self.out_dir, self.wandb_id, list(cfg.logging.tags))
+        self.wandb_id = wandb.id
+        stop = {"signal": None}
+
+        def request_stop(signum, _frame):  # SLURM preemption: save, then exit
+            stop["signal"] = signum
+
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, request_stop)
+        print(f"run: {self.out_dir} | model {count_parameters(self.model) / 1e6:.2f} M params | "
+              f"method {cfg.method.name} | device {self.device}")
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not t.progress, dynamic_ncols=True)
+        self.model.train()
+        window_start, window_steps = time.perf_counter(), 0
+        while self.step < t.max_steps and stop["signal"] is None:
+            out = self.method.step(self.step)
+            self.step += 1
+            window_steps += 1
+            bar.update(1)
+            log_now = self.step % t.log_every == 0 or self.step == t.max_steps
+            eval_now = self.step % t.eval_every == 0 or self.step == t.max_steps
+            if log_now or eval_now:
+                self.train_seconds += time.perf_counter() - window_start
+                record = {"step": self.step, "epoch": self.labelled.epoch, "train_seconds": self.train_seconds,
+                          "steps_per_second": window_steps / max(time.perf_counter() - window_start, 1e-9),
+                          "supervised_updates": self.method.supervised_updates,
+                          "skipped_utterances": self.labelled.skips.total
+                          + (self._unlabelled.skips.total if self._unlabelled else 0),
+                          "nonfinite_skips": self.method.nonfinite_skips,
+                          **{k: float(v) for k, v in out.items()}}
+                if eval_now:
+                    eval_start = time.perf_counter()
+                    record.update(self.evaluate_dev())
+                    record["eval_seconds"] = time.perf_counter() - eval_start
+                    dev_wer = record[f"{self.data.dev_splits[0]}_wer"]
+                    if dev_wer < self.best_dev_wer:
+                        self.best_dev_wer = dev_wer
+                        self.save("best.pt")
+                metrics.write(record)
+                wandb.log(record, self.step)
+                bar.set_postfix({k: f"{record[k]:.3g}" for k in record if k.startswith(("loss", "dev"))})
+                window_start, window_steps = time.perf_counter(), 0
+            if self.step % t.ckpt_every == 0 or self.step == t.max_steps:
+                self.train_seconds += time.perf_counter() - window_start
+                window_start = time.perf_counter()
+                self.save()
+        bar.close()
+        if stop["signal"] is not None:
+            self.save()
+            print(f"stopped by signal {stop['signal']} at step {self.step}; last.pt saved, re-run to resume")
+            metrics.close()
+            wandb.finish()
+            return {}
+        table = self.final_evaluation()
+        summary = {f"{s}_{k}": v[k] for s, v in table.items() if isinstance(v, dict) for k in ("wer", "cer")}
+        metrics.write({"step": self.step, "final": True, **summary})
+        wandb.summary(summary)
+        wandb.finish()
+        metrics.close()
+        print("final: " + "  ".join(f"{s} WER {v['wer']:.2f} % CER {v['cer']:.2f} %"
+                                     for s, v in table.items() if isinstance(v, dict)))
+        return table
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The run folder Hydra made (hydra.run.dir = run_dir), or run_dir outside a Hydra run."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return Path(cfg.run_dir)
+
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from bljust.cli import fail
+
+    try:
+        Trainer(cfg, output_dir(cfg)).run()
+    except UserError as err:
+        fail(err)
+
+
+if __name__ == "__main__":
+    main()
