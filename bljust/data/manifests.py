@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import soundfile as sf
-from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 from lhotse.audio import AudioSource
 
 from bljust.data.skips import SkipLog
@@ -119,9 +119,14 @@ def scan_librispeech(
             add(path.stem, path, None)
     if not recordings:
         raise ManifestError(f"{folder}: no usable utterances ({skips.summary()})")
-    return CutSet.from_manifests(
-        recordings=RecordingSet.from_recordings(recordings),
-        supervisions=SupervisionSet.from_segments(supervisions),
+    return _cutset(recordings, supervisions)
+
+
+def _cutset(recordings: list[Recording], supervisions: list[SupervisionSegment]) -> CutSet:
+    """One whole-recording cut per utterance, keeping the utterance id as the cut id."""
+    return CutSet.from_cuts(
+        MonoCut(rec.id, 0.0, rec.duration, 0, supervisions=[sup], recording=rec)
+        for rec, sup in zip(recordings, supervisions)
     )
 
 
@@ -194,5 +199,4 @@ def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seco
                                                speaker=row.get("speaker") or None))
     if not recordings:
         raise ManifestError(f"{path}: no usable utterances ({skips.summary()})")
-    return CutSet.from_manifests(recordings=RecordingSet.from_recordings(recordings),
-                                 supervisions=SupervisionSet.from_segments(supervisions))
+    return _cutset(recordings, supervisions)

@@ -1,0 +1,45 @@
+"""Shared fixtures: one small real demo corpus (espeak-ng speech) and config composition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bljust.cli import compose_config
+
+# Minutes per split: enough real speech for the loss to fall within a few dozen steps.
+SMALL = {"train_minutes": 4, "unlabelled_minutes": 2, "dev_minutes": 0.5, "test_minutes": 0.5}
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """Root under which the small demo corpus and its prepared files live (built once a session)."""
+    root = tmp_path_factory.mktemp("demo")
+    cfg = compose(root, [])
+    from bljust.prepare import prepare
+
+    prepare(cfg, verbose=False)
+    return root
+
+
+def compose(root: Path, overrides: list[str]):
+    """The train config pointed at the small corpus under `root`, quiet and W&B-free."""
+    sizes = [f"recipe.demo.{k}={v}" for k, v in SMALL.items()]
+    base = [*sizes, f"recipe.corpus_dir={root}/corpus", f"recipe.data_dir={root}/prepared",
+            "logging.wandb=disabled", "train.progress=false", "train.num_workers=0",
+            "train.max_duration=40", "optim.warmup_steps=5", f"run_dir={root}/runs/default"]
+    return compose_config(base + list(overrides))
+
+
+@pytest.fixture
+def small_cfg(demo_root):
+    """A factory: small_cfg(overrides) -> composed config on the prepared small corpus."""
+    return lambda overrides=(): compose(demo_root, list(overrides))
