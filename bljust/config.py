@@ -94,6 +94,39 @@ class ModelConfig:
 
 
 @dataclass
+class BestRQConfig:
+    """BEST-RQ targets and masking. Paper defaults: one 8192-entry codebook of dim 16, p=0.01, 400 ms."""
+
+    codebook_size: int = 8192
+    num_codebooks: int = 1
+    codebook_dim: int = 16
+    mask_prob: float = 0.01  # probability that a 40 ms frame starts a masked span
+    mask_span_ms: float = 400.0
+    noise_std: float = 0.1
+    seed: int = 1234  # the quantiser's own seed: the same targets whatever train.seed is
+
+
+@dataclass
+class InfoNCEConfig:
+    """Masked contrastive objective (CPC/wav2vec 2.0 style) with in-batch negatives."""
+
+    proj_dim: int = 128
+    temperature: float = 0.1
+    mask_prob: float = 0.01
+    mask_span_ms: float = 400.0
+    noise_std: float = 0.1
+
+
+@dataclass
+class ObjectiveConfig:
+    """Which unsupervised objective L_u the methods use, and its settings."""
+
+    unsup: str = "bestrq"  # bestrq | infonce
+    bestrq: BestRQConfig = field(default_factory=BestRQConfig)
+    infonce: InfoNCEConfig = field(default_factory=InfoNCEConfig)
+
+
+@dataclass
 class OptimConfig:
     """AdamW with linear warm-up then cosine (or constant) decay; gradient clipping by norm."""
 
@@ -156,6 +189,7 @@ class Config:
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     method: Any = MISSING
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -169,7 +203,26 @@ class Config:
     init_from: Optional[str] = None  # checkpoint whose weights start the run
 
 
-METHOD_SCHEMAS: dict[str, type] = {"supervised": SupervisedConfig}
+@dataclass
+class PtftConfig(MethodConfig):
+    """Pre-train on L_u for `pretrain_steps`, then fine-tune on L_s for the rest of train.max_steps."""
+
+    name: str = "ptft"
+    pretrain_steps: int = 1000
+    pretrain_lr: float = 1e-3
+    pretrain_warmup_steps: int = 200
+    freeze_encoder_steps: int = 0  # fine-tune only the fresh CTC head for this many steps first
+
+
+@dataclass
+class JustConfig(MethodConfig):
+    """Every step: L_s on a labelled batch + alpha * L_u on an unlabelled batch, one optimiser."""
+
+    name: str = "just"
+    alpha: float = 0.5
+
+
+METHOD_SCHEMAS: dict[str, type] = {"supervised": SupervisedConfig, "ptft": PtftConfig, "just": JustConfig}
 
 
 def register_configs() -> None:
@@ -201,8 +254,14 @@ def validate(cfg: Any) -> None:
         (cfg.tokenizer.model_type in ("char", "unigram", "bpe"), "tokenizer.model_type must be char, unigram or bpe"),
         (cfg.tokenizer.model_type == "char" or cfg.tokenizer.vocab_size > 0,
          "tokenizer.vocab_size must be > 0 for unigram/bpe"),
+        (cfg.objective.unsup in ("bestrq", "infonce"), "objective.unsup must be bestrq or infonce"),
+        (0.0 <= cfg.objective.bestrq.mask_prob <= 1.0, "objective.bestrq.mask_prob must be in [0, 1]"),
+        (0.0 <= cfg.objective.infonce.mask_prob <= 1.0, "objective.infonce.mask_prob must be in [0, 1]"),
         (cfg.method.name in METHOD_SCHEMAS, f"method.name {cfg.method.name!r} is not one of {sorted(METHOD_SCHEMAS)}"),
     ]
+    if cfg.method.name == "ptft":
+        checks.append((0 <= cfg.method.pretrain_steps < cfg.train.max_steps,
+                       "method.pretrain_steps must be >= 0 and < train.max_steps (fine-tuning needs steps)"))
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)

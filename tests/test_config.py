@@ -43,8 +43,8 @@ def test_every_model_config_composes(model):
     assert cfg.model.name == model and cfg.model.d_model % cfg.model.num_heads == 0
 
 
-def _steps_for(recipe: str) -> list[str]:
-    return [f"recipe={recipe}"]
+# Keys a method needs to fit in two steps (e.g. ptft: one pre-training and one fine-tuning step).
+TWO_STEP_KEYS = {"ptft": ["method.pretrain_steps=1"]}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -52,7 +52,7 @@ def _steps_for(recipe: str) -> list[str]:
 def test_every_recipe_and_method_runs_two_steps(small_cfg, tmp_path, recipe, method):
     from bljust.train import Trainer
 
-    cfg = small_cfg([f"method={method}", "train.max_steps=2", "train.eval_every=2", "eval.max_dev_utts=4",
+    cfg = small_cfg([f"method={method}", *TWO_STEP_KEYS.get(method, []), "train.max_steps=2", "train.eval_every=2", "eval.max_dev_utts=4",
                      f"run_dir={tmp_path}"])
     table = Trainer(cfg, Path(cfg.run_dir)).run()
     assert table["step"] == 2 and {"dev", "test"} <= set(table)

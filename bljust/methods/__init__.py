@@ -1,9 +1,11 @@
 """Training methods: each says what one step does; the trainer owns the loop."""
 
 from bljust.methods.base import Method, TrainContext
+from bljust.methods.just import Just
+from bljust.methods.ptft import Ptft
 from bljust.methods.supervised import Supervised
 
-METHODS: dict[str, type[Method]] = {"supervised": Supervised}
+METHODS: dict[str, type[Method]] = {"supervised": Supervised, "ptft": Ptft, "just": Just}
 
 
 def build_method(ctx: TrainContext) -> Method:

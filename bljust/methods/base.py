@@ -41,6 +41,13 @@ def supervised_loss(ctx: TrainContext, batch: Batch) -> torch.Tensor:
     return ctc_loss(logits, lens, batch.tokens, batch.token_lens)
 
 
+def unsupervised_loss(ctx: TrainContext, objective: torch.nn.Module, batch: Batch
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_u on an unlabelled batch (no SpecAugment: the objective does its own masking)."""
+    with ctx.autocast():
+        return objective(ctx.model.encoder, batch.feats, batch.feat_lens)
+
+
 def clip_and_check(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
     """Clip gradients by global norm; returns the pre-clip norm (inf/NaN if any grad is non-finite)."""
     return torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
@@ -58,17 +65,24 @@ class Method:
         self.ctx = ctx
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
+        self.modules: dict[str, torch.nn.Module] = {}  # trainable parts outside the model (L_u heads)
         self.supervised_updates = 0
         self.nonfinite_skips = 0
 
     def step(self, step: int) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
 
-    def update(self, name: str, loss: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
-        """One optimiser step on `loss`; a non-finite gradient skips the step and is counted."""
+    def update(self, name: str, loss: torch.Tensor, params: list[torch.nn.Parameter],
+               frozen: list[torch.nn.Parameter] = ()) -> torch.Tensor:
+        """One optimiser step on `loss`; a non-finite gradient skips the step and is counted.
+
+        `frozen` parameters keep their values (their gradients are dropped before the step).
+        """
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        for p in frozen:
+            p.grad = None
         norm = clip_and_check(params, self.ctx.cfg.optim.grad_clip)
         if torch.isfinite(norm):
             opt.step()
@@ -79,6 +93,7 @@ class Method:
 
     def state_dict(self) -> dict[str, Any]:
         return {
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "supervised_updates": self.supervised_updates,
@@ -86,6 +101,8 @@ class Method:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, m in self.modules.items():
+            m.load_state_dict(state["modules"][k])
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         for k, s in self.schedulers.items():

@@ -1,0 +1,81 @@
+"""Compare finished runs from their own files (no network): a markdown table of method x split
+WER/CER, mean +- standard deviation over seeds, with supervised updates and training time.
+
+    python tools/compare.py runs/demo_compare [--out docs/table.md]
+
+A run is any folder under the given root holding wer.json and config.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bljust.tracking.metrics import read_metrics  # noqa: E402
+
+
+def collect(root: Path) -> list[dict]:
+    runs = []
+    for wer_path in sorted(root.rglob("wer.json")):
+        run = wer_path.parent
+        if not (run / "config.yaml").is_file():
+            continue
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        recs = read_metrics(run / "metrics.jsonl")
+        last = [r for r in recs if "train_seconds" in r]
+        runs.append({
+            "run": str(run), "method": cfg["method"]["name"], "seed": cfg["train"]["seed"],
+            "wer": json.loads(wer_path.read_text()),
+            "supervised_updates": last[-1]["supervised_updates"] if last else 0,
+            "train_minutes": last[-1]["train_seconds"] / 60 if last else 0.0,
+        })
+    return runs
+
+
+def fmt(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def table(runs: list[dict]) -> str:
+    splits = sorted({s for r in runs for s, v in r["wer"].items() if isinstance(v, dict)},
+                    key=lambda s: (not s.startswith("dev"), s))
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        by_method[r["method"]].append(r)
+    head = ["method", "seeds", *[f"{s} WER" for s in splits], *[f"{s} CER" for s in splits],
+            "supervised updates", "train min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, rs in sorted(by_method.items()):
+        cells = [method, ",".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))]
+        cells += [fmt([r["wer"][s]["wer"] for r in rs]) for s in splits]
+        cells += [fmt([r["wer"][s]["cer"] for r in rs]) for s in splits]
+        cells += [fmt([float(r["supervised_updates"]) for r in rs]), fmt([r["train_minutes"] for r in rs])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    runs = collect(args.root)
+    if not runs:
+        sys.exit(f"error: no finished runs (wer.json + config.yaml) under {args.root}")
+    md = table(runs)
+    print(md, end="")
+    if args.out:
+        args.out.write_text(md)
+
+
+if __name__ == "__main__":
+    main()
