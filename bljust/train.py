@@ -178,16 +178,17 @@ class Trainer:
             signal.signal(sig, request_stop)
         print(f"run: {self.out_dir} | model {count_parameters(self.model) / 1e6:.2f} M params | "
               f"method {cfg.method.name} | device {self.device}")
-        bar = tqdm(total=t.max_steps, initial=self.step, disable=not t.progress, dynamic_ncols=True)
+        total = self.method.total_steps()
+        bar = tqdm(total=total, initial=self.step, disable=not t.progress, dynamic_ncols=True)
         self.model.train()
         window_start, window_steps = time.perf_counter(), 0
-        while self.step < t.max_steps and stop["signal"] is None:
+        while self.step < total and stop["signal"] is None:
             out = self.method.step(self.step)
             self.step += 1
             window_steps += 1
             bar.update(1)
-            log_now = self.step % t.log_every == 0 or self.step == t.max_steps
-            eval_now = self.step % t.eval_every == 0 or self.step == t.max_steps
+            log_now = self.step % t.log_every == 0 or self.step == total
+            eval_now = self.step % t.eval_every == 0 or self.step == total
             if log_now or eval_now:
                 self.train_seconds += time.perf_counter() - window_start
                 record = {"step": self.step, "epoch": self.labelled.epoch, "train_seconds": self.train_seconds,
@@ -209,7 +210,7 @@ class Trainer:
                 wandb.log(record, self.step)
                 bar.set_postfix({k: f"{record[k]:.3g}" for k in record if k.startswith(("loss", "dev"))})
                 window_start, window_steps = time.perf_counter(), 0
-            if self.step % t.ckpt_every == 0 or self.step == t.max_steps:
+            if self.step % t.ckpt_every == 0 or self.step == total:
                 self.train_seconds += time.perf_counter() - window_start
                 window_start = time.perf_counter()
                 self.save()

@@ -44,7 +44,7 @@ def test_every_model_config_composes(model):
 
 
 # Keys a method needs to fit in two steps (e.g. ptft: one pre-training and one fine-tuning step).
-TWO_STEP_KEYS = {"ptft": ["method.pretrain_steps=1"]}
+TWO_STEP_KEYS = {"ptft": ["method.pretrain_steps=1", "train.max_steps=1"]}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -52,8 +52,8 @@ TWO_STEP_KEYS = {"ptft": ["method.pretrain_steps=1"]}
 def test_every_recipe_and_method_runs_two_steps(small_cfg, tmp_path, recipe, method):
     from bljust.train import Trainer
 
-    cfg = small_cfg([f"method={method}", *TWO_STEP_KEYS.get(method, []), "train.max_steps=2", "train.eval_every=2", "eval.max_dev_utts=4",
-                     f"run_dir={tmp_path}"])
+    cfg = small_cfg([f"method={method}", "train.max_steps=2", "train.eval_every=2", "eval.max_dev_utts=4",
+                     f"run_dir={tmp_path}", *TWO_STEP_KEYS.get(method, [])])
     table = Trainer(cfg, Path(cfg.run_dir)).run()
     assert table["step"] == 2 and {"dev", "test"} <= set(table)
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "metrics.jsonl").is_file()

@@ -69,6 +69,11 @@ class Method:
         self.supervised_updates = 0
         self.nonfinite_skips = 0
 
+    def total_steps(self) -> int:
+        """Steps the loop runs. train.max_steps is the supervised budget; methods that add a
+        separate phase (ptft's pre-training) add its steps on top."""
+        return self.ctx.cfg.train.max_steps
+
     def step(self, step: int) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
 

@@ -1,7 +1,8 @@
 """`method=ptft`: pre-train the encoder on L_u, then fine-tune it with a fresh CTC head on L_s.
 
-One run does both stages: steps [0, pretrain_steps) are stage 1 on unlabelled batches, the rest
-of train.max_steps is stage 2 on labelled batches. Each stage has its own AdamW and schedule.
+One run does both stages: steps [0, pretrain_steps) are stage 1 on unlabelled batches, then
+train.max_steps fine-tuning steps on labelled batches (so train.max_steps is the number of
+supervised updates, as for every method). Each stage has its own AdamW and schedule.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ class Ptft(Method):
         self.optimizers["pretrain"] = make_adamw(self.pre_params, pre_optim)
         self.schedulers["pretrain"] = make_scheduler(self.optimizers["pretrain"], pre_optim, max(1, m.pretrain_steps))
         self.optimizers["finetune"] = make_adamw(self.encoder_params + self.head_params, cfg.optim)
-        self.schedulers["finetune"] = make_scheduler(self.optimizers["finetune"], cfg.optim,
-                                                     cfg.train.max_steps - m.pretrain_steps)
+        self.schedulers["finetune"] = make_scheduler(self.optimizers["finetune"], cfg.optim, cfg.train.max_steps)
+
+    def total_steps(self) -> int:
+        return self.ctx.cfg.method.pretrain_steps + self.ctx.cfg.train.max_steps
 
     def step(self, step: int) -> dict[str, torch.Tensor | float]:
         m = self.ctx.cfg.method

@@ -1,0 +1,71 @@
+"""Checkpoint files, metrics.jsonl and the W&B run (offline: nothing is sent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from bljust.tracking.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from bljust.tracking.metrics import MetricsWriter, read_metrics
+from bljust.tracking.wandb_run import wandb_mode
+
+
+def test_save_atomic_leaves_no_temp_file_and_loads_weights_only(tmp_path):
+    obj = {"format": 1, "step": 3, "w": torch.arange(4.0)}
+    save_atomic(obj, tmp_path / "c" / "last.pt")
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["last.pt"]
+    assert torch.equal(load_checkpoint(tmp_path / "c" / "last.pt")["w"], obj["w"])
+
+
+def test_corrupt_or_foreign_checkpoint_is_one_clear_error(tmp_path):
+    save_atomic({"format": 1, "step": 1, "w": torch.zeros(1000)}, tmp_path / "a.pt")
+    data = (tmp_path / "a.pt").read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="trunc.pt: corrupt or truncated"):
+        load_checkpoint(tmp_path / "trunc.pt")
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="other.pt: not a bljust checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "none.pt")
+
+
+def test_metrics_writer_truncates_past_resume_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    w = MetricsWriter(path)
+    for step in (1, 2, 3, 4):
+        w.write({"step": step, "loss": torch.tensor(float(step)), "bad": float("nan")})
+    w.close()
+    with open(path, "a") as f:
+        f.write('{"step": 5, "lo')  # torn by a kill mid-write
+    MetricsWriter(path, resume_step=2).close()
+    assert read_metrics(path) == [{"step": 1, "loss": 1.0, "bad": None}, {"step": 2, "loss": 2.0, "bad": None}]
+
+
+def test_wandb_auto_mode(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert wandb_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode("auto") == "online"
+    assert wandb_mode("disabled") == "disabled"
+
+
+@pytest.mark.e2e
+def test_offline_wandb_run_is_kept_in_the_checkpoint(small_cfg, tmp_path, monkeypatch):
+    from bljust.train import Trainer
+
+    secret = "s3cr3t" * 7
+    monkeypatch.setenv("WANDB_API_KEY", secret)  # must never land in config, logs or checkpoints
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = small_cfg(["logging.wandb=offline", "train.max_steps=2", "train.eval_every=2", "eval.max_dev_utts=2",
+                     f"run_dir={tmp_path}"])
+    Trainer(cfg, Path(tmp_path)).run()
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt["wandb_id"] and list((tmp_path / "wandb").glob(f"offline-run-*-{ckpt['wandb_id']}"))
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix in (".yaml", ".jsonl", ".json", ".log", ".pt", ".txt"):
+            assert secret.encode() not in path.read_bytes(), path
