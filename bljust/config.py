@@ -222,7 +222,37 @@ class JustConfig(MethodConfig):
     alpha: float = 0.5
 
 
-METHOD_SCHEMAS: dict[str, type] = {"supervised": SupervisedConfig, "ptft": PtftConfig, "just": JustConfig}
+@dataclass
+class BLJustConfig(MethodConfig):
+    """Penalty-based bilevel joint training (PBGD). Per outer epoch: `explore` lower-level steps
+    (or passes) on L_u, then `joint_steps_per_epoch` joint steps; at the end `finetune_steps` of
+    supervised-only training. train.max_steps counts the joint steps (the supervised budget).
+
+    Defaults marked (paper) follow the authors' code; the others are ours.
+    """
+
+    name: str = "bljust"
+    explore: int = 50  # lower-level exploration per outer epoch (paper: 4 passes)
+    explore_unit: str = "steps"  # steps | passes (over the unlabelled data)
+    explore_lr: float = 1e-3  # (paper)
+    joint_steps_per_epoch: int = 0  # 0 = one pass over the labelled data
+    encoder_lr: float = 1e-3  # (paper: 1e-4 for all three groups, on much more data)
+    ctc_head_lr: float = 1e-3
+    unsup_head_lr: float = 1e-3
+    gamma0: float = 0.0  # (paper)
+    gamma_max: float = 1.0  # (paper)
+    gamma_schedule: str = "linear"  # linear | constant | cosine
+    ramp_unit: str = "epochs"  # steps | epochs (of joint training)
+    ramp_length: int = 10  # in ramp_unit: gamma reaches gamma_max after this many
+    scale_upper_by_inv_gamma: bool = False  # PBGD reference: upper step size x min(1/gamma, 1)
+    v_estimate: str = "explore"  # explore (L_u at the end of exploration) | copy (V-PBGD) | none
+    v_copy_steps: int = 5  # V-PBGD: L_u descent steps of the copy, at log steps only
+    finetune_steps: int = 0  # (paper: 5 epochs)
+    finetune_lr: float = 1e-5  # (paper)
+
+
+METHOD_SCHEMAS: dict[str, type] = {"supervised": SupervisedConfig, "ptft": PtftConfig, "just": JustConfig,
+                                   "bljust": BLJustConfig}
 
 
 def register_configs() -> None:
@@ -261,6 +291,17 @@ def validate(cfg: Any) -> None:
     ]
     if cfg.method.name == "ptft":
         checks.append((cfg.method.pretrain_steps >= 0, "method.pretrain_steps must be >= 0"))
+    if cfg.method.name == "bljust":
+        m = cfg.method
+        checks += [
+            (m.gamma_max >= m.gamma0 >= 0, "method.gamma_max must be >= method.gamma0 >= 0"),
+            (m.gamma_schedule in ("linear", "constant", "cosine"), "method.gamma_schedule must be linear, constant or cosine"),
+            (m.ramp_unit in ("steps", "epochs"), "method.ramp_unit must be steps or epochs"),
+            (m.explore_unit in ("steps", "passes"), "method.explore_unit must be steps or passes"),
+            (m.explore >= 0 and m.finetune_steps >= 0 and m.joint_steps_per_epoch >= 0,
+             "method.explore, method.finetune_steps and method.joint_steps_per_epoch must be >= 0"),
+            (m.v_estimate in ("explore", "copy", "none"), "method.v_estimate must be explore, copy or none"),
+        ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)

@@ -151,9 +151,13 @@ class BatchStream:
         return sampler
 
     def _start(self) -> None:
+        # Its own generator: a DataLoader iterator otherwise draws its worker seed from the global
+        # RNG, and a resumed run (which starts an iterator mid-epoch) would shift every later
+        # random draw (dropout, SpecAugment, masking) against an uninterrupted run.
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         loader = DataLoader(
             self.dataset, sampler=_SkipFirst(self._sampler(), self.batch_in_epoch), batch_size=None,
-            num_workers=self.num_workers, pin_memory=self.pin_memory,
+            num_workers=self.num_workers, pin_memory=self.pin_memory, generator=generator,
             persistent_workers=False, prefetch_factor=4 if self.num_workers else None,
         )
         self._it = iter(loader)
@@ -175,6 +179,10 @@ class BatchStream:
             self.skips.update(batch.skips)
             return batch
         raise RuntimeError("the sampler yielded no batch for a whole epoch: is the manifest empty?")
+
+    def batches_per_epoch(self) -> int:
+        """Batches in the current epoch, counted from the sampler alone (no audio is read)."""
+        return sum(1 for _ in self._sampler())
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}

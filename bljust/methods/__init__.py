@@ -1,11 +1,12 @@
 """Training methods: each says what one step does; the trainer owns the loop."""
 
 from bljust.methods.base import Method, TrainContext
+from bljust.methods.bljust import BLJust
 from bljust.methods.just import Just
 from bljust.methods.ptft import Ptft
 from bljust.methods.supervised import Supervised
 
-METHODS: dict[str, type[Method]] = {"supervised": Supervised, "ptft": Ptft, "just": Just}
+METHODS: dict[str, type[Method]] = {"supervised": Supervised, "ptft": Ptft, "just": Just, "bljust": BLJust}
 
 
 def build_method(ctx: TrainContext) -> Method:

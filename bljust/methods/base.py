@@ -77,24 +77,27 @@ class Method:
     def step(self, step: int) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
 
-    def update(self, name: str, loss: torch.Tensor, params: list[torch.nn.Parameter],
-               frozen: list[torch.nn.Parameter] = ()) -> torch.Tensor:
-        """One optimiser step on `loss`; a non-finite gradient skips the step and is counted.
+    def update(self, loss: torch.Tensor, groups: dict[str, list[torch.nn.Parameter]],
+               frozen: list[torch.nn.Parameter] = ()) -> dict[str, torch.Tensor]:
+        """One backward pass of `loss`, then a step of each named optimiser on its group.
 
-        `frozen` parameters keep their values (their gradients are dropped before the step).
+        Each group is clipped on its own and its pre-clip norm returned. A non-finite gradient in
+        any group skips the whole step (counted). `frozen` parameters keep their values.
         """
-        opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
+        for name in groups:
+            self.optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
         for p in frozen:
             p.grad = None
-        norm = clip_and_check(params, self.ctx.cfg.optim.grad_clip)
-        if torch.isfinite(norm):
-            opt.step()
+        norms = {name: clip_and_check(params, self.ctx.cfg.optim.grad_clip) for name, params in groups.items()}
+        if all(torch.isfinite(n) for n in norms.values()):
+            for name in groups:
+                self.optimizers[name].step()
         else:
             self.nonfinite_skips += 1
-        self.schedulers[name].step()
-        return norm
+        for name in groups:
+            self.schedulers[name].step()
+        return norms
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,7 @@ class Just(Method):
         lab, unl = next(self.ctx.labelled), next(self.ctx.unlabelled())
         loss_sup = supervised_loss(self.ctx, lab.to(self.ctx.device))
         loss_unsup, stats = unsupervised_loss(self.ctx, self.unsup, unl.to(self.ctx.device))
-        norm = self.update("main", loss_sup + self.ctx.cfg.method.alpha * loss_unsup, self.params)
+        norm = self.update(loss_sup + self.ctx.cfg.method.alpha * loss_unsup, {"main": self.params})["main"]
         self.supervised_updates += 1
         return {"loss_sup": loss_sup.detach(), "loss_unsup": loss_unsup.detach(), "grad_norm": norm,
                 "lr": self.schedulers["main"].get_last_lr()[0], "batch_seconds": lab.seconds + unl.seconds, **stats}

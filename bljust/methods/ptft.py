@@ -40,13 +40,13 @@ class Ptft(Method):
         if step < m.pretrain_steps:
             host = next(self.ctx.unlabelled())
             loss, stats = unsupervised_loss(self.ctx, self.unsup, host.to(self.ctx.device))
-            norm = self.update("pretrain", loss, self.pre_params)
+            norm = self.update(loss, {"pretrain": self.pre_params})["pretrain"]
             return {"loss_unsup": loss.detach(), "grad_norm": norm, "stage": 1.0, "batch_seconds": host.seconds,
                     "lr": self.schedulers["pretrain"].get_last_lr()[0], **stats}
         host = next(self.ctx.labelled)
         loss = supervised_loss(self.ctx, host.to(self.ctx.device))
         frozen = self.encoder_params if step - m.pretrain_steps < m.freeze_encoder_steps else ()
-        norm = self.update("finetune", loss, self.encoder_params + self.head_params, frozen)
+        norm = self.update(loss, {"finetune": self.encoder_params + self.head_params}, frozen)["finetune"]
         self.supervised_updates += 1
         return {"loss_sup": loss.detach(), "grad_norm": norm, "stage": 2.0, "batch_seconds": host.seconds,
                 "lr": self.schedulers["finetune"].get_last_lr()[0]}

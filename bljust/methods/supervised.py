@@ -21,7 +21,7 @@ class Supervised(Method):
         host_batch = next(self.ctx.labelled)
         batch = host_batch.to(self.ctx.device)
         loss = supervised_loss(self.ctx, batch)
-        norm = self.update("main", loss, self.params)
+        norm = self.update(loss, {"main": self.params})["main"]
         self.supervised_updates += 1
         return {"loss_sup": loss.detach(), "grad_norm": norm, "lr": self.schedulers["main"].get_last_lr()[0],
                 "batch_seconds": host_batch.seconds}
