@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Method comparison on the default demo corpus (15 min labelled, 2 h unlabelled), as in
+# docs/demo_comparison.md. Each seed is one chain of runs; chains can run in parallel
+# (one CPU thread each): SEEDS="0" recipes/demo/compare.sh & SEEDS="1" recipes/demo/compare.sh
+#
+# Budgets, in forward/backward passes over one 40 s batch ("C"):
+#   supervised  600 supervised steps                                  =  600 C
+#   ptft        600 pre-training + 600 fine-tuning steps               = 1200 C
+#   just        600 joint steps (labelled + unlabelled batch)          = 1200 C
+#   bljust      10 outer epochs x (20 exploration + 50 joint) steps    = 1200 C
+# ptft and just have as many supervised updates as supervised; bljust has the same total compute
+# as ptft and just (500 supervised updates).
+set -euo pipefail
+py=${PYTHON:-.venv/bin/python}
+root=${ROOT:-runs/demo_compare}
+seeds=${SEEDS:-0 1}
+common=(recipe=demo train.max_duration=40 optim.lr=2e-3 optim.warmup_steps=100 train.eval_every=100
+        train.ckpt_every=100 train.log_every=25 objective.bestrq.mask_prob=0.04 train.num_workers=0
+        train.progress=false logging.wandb=${WANDB_MODE_DEMO:-offline} logging.group=demo_compare "$@")
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+$py -m bljust.prepare recipe=demo
+for seed in $seeds; do
+  run() { local m=$1; shift; $py -m bljust.train method=$m train.seed=$seed "${common[@]}" "$@" run_dir=$root/$m/seed$seed; }
+  run supervised train.max_steps=600
+  run ptft train.max_steps=600 method.pretrain_steps=600 method.pretrain_warmup_steps=100
+  run just train.max_steps=600 method.alpha=0.5
+  run bljust train.max_steps=500 method.joint_steps_per_epoch=50 method.explore=20 method.ramp_length=5 \
+      method.encoder_lr=2e-3 method.ctc_head_lr=2e-3 method.unsup_head_lr=2e-3 method.explore_lr=1e-3
+done
+$py tools/compare.py $root

@@ -1,0 +1,52 @@
+"""What each method's step touches: SpecAugment only on supervised batches, the right stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def _trainer(small_cfg, tmp_path, overrides):
+    from bljust.train import Trainer
+
+    cfg = small_cfg([f"run_dir={tmp_path}", "objective.bestrq.codebook_size=64", *overrides])
+    return Trainer(cfg, Path(tmp_path))
+
+
+class _Spy(torch.nn.Module):
+    """Counts SpecAugment calls and the batch each call saw."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, feats):
+        self.calls.append(feats.shape)
+        return self.inner(feats)
+
+
+def test_specaugment_only_on_supervised_batches(small_cfg, tmp_path):
+    tr = _trainer(small_cfg, tmp_path, ["method=just"])
+    spy = tr.ctx.specaug = _Spy(tr.ctx.specaug)
+    out = tr.method.step(0)
+    assert len(spy.calls) == 1  # the labelled batch only; the unlabelled one is masked by L_u itself
+    assert {"loss_sup", "loss_unsup", "mask_fraction", "code_perplexity"} <= set(out)
+
+
+def test_ptft_stages(small_cfg, tmp_path):
+    tr = _trainer(small_cfg, tmp_path, ["method=ptft", "method.pretrain_steps=2", "train.max_steps=2",
+                                        "method.freeze_encoder_steps=1"])
+    spy = tr.ctx.specaug = _Spy(tr.ctx.specaug)
+    assert tr.method.total_steps() == 4
+    head_before = tr.model.ctc_head.weight.detach().clone()
+    enc = next(tr.model.encoder.parameters())
+    s0 = tr.method.step(0)
+    assert s0["stage"] == 1.0 and "loss_unsup" in s0 and not spy.calls
+    assert torch.equal(tr.model.ctc_head.weight, head_before)  # stage 1 leaves the CTC head fresh
+    tr.method.step(1)
+    enc_before = enc.detach().clone()
+    s2 = tr.method.step(2)  # first fine-tuning step: encoder frozen
+    assert s2["stage"] == 2.0 and torch.equal(enc, enc_before) and not torch.equal(tr.model.ctc_head.weight, head_before)
+    tr.method.step(3)
+    assert not torch.equal(enc, enc_before) and tr.method.supervised_updates == 2
