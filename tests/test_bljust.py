@@ -91,7 +91,7 @@ def test_joint_step_gives_each_group_its_own_gradient(small_cfg, tmp_path):
 
 @pytest.mark.e2e
 def test_gamma_zero_without_exploration_is_supervised(small_cfg, tmp_path):
-    steps = ["train.max_steps=4", "train.eval_every=4", *QUIET]
+    steps = ["train.max_steps=4", "train.eval_every=4", "optim.lr=1e-3", *QUIET]
     sup = _trainer(small_cfg, tmp_path / "sup", [*steps, "method=supervised"])
     sup.run()
     bl = _trainer(small_cfg, tmp_path / "bl", [*steps, "method.explore=0", "method.gamma0=0", "method.gamma_max=0",
