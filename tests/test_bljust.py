@@ -55,7 +55,7 @@ def _trainer(small_cfg, run_dir, overrides):
     return Trainer(cfg, Path(run_dir))
 
 
-@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\(\)` has been overridden")
+@pytest.mark.filterwarnings(r"ignore:Seems like `optimizer.step\(\)` has been overridden")
 def test_joint_step_gives_each_group_its_own_gradient(small_cfg, tmp_path):
     gamma = 0.7
     tr = _trainer(small_cfg, tmp_path, [*QUIET, "method.explore=0", "method.joint_steps_per_epoch=5",
