@@ -39,9 +39,10 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
+    from bljust.methods.base import clip_and_check, unsupervised_loss
     from bljust.methods.bljust import BLJust
-    from bljust.methods.ptft import Ptft
     from bljust.methods.supervised import Supervised
+    from bljust.optim import make_adamw
     from bljust.train import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,12 +57,18 @@ def main() -> None:
         joint = tr.method
         assert isinstance(joint, BLJust)
         sup = Supervised(ctx)
-        ctx.cfg.method.pretrain_steps = 10**9  # ptft in its pre-training stage: a plain L_u step
-        unsup = Ptft(ctx)
-        unsup.unsup = unsup.modules["unsup"] = joint.unsup  # the same objective and heads
-        unsup.pre_params = list(ctx.model.encoder.parameters()) + list(joint.unsup.parameters())
-        unsup.optimizers["pretrain"] = torch.optim.AdamW(unsup.pre_params, lr=1e-4)
-        kinds = {"supervised": lambda: sup.step(0), "unsupervised": lambda: unsup.step(0),
+        # A plain L_u step as ptft's pre-training does it: same objective, its own AdamW.
+        unsup_params = list(ctx.model.encoder.parameters()) + list(joint.unsup.parameters())
+        unsup_opt = make_adamw(unsup_params, cfg.optim)
+
+        def unsup_step() -> None:
+            loss, _ = unsupervised_loss(ctx, joint.unsup, unl)
+            unsup_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_and_check(unsup_params, cfg.optim.grad_clip)
+            unsup_opt.step()
+
+        kinds = {"supervised": lambda: sup.step(0), "unsupervised": unsup_step,
                  "bljust_joint": lambda: joint.step(0)}
         times: dict[str, list[float]] = {k: [] for k in kinds}
         for r in range(args.warmup + args.rounds):
