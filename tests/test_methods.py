@@ -50,3 +50,17 @@ def test_ptft_stages(small_cfg, tmp_path):
     assert s2["stage"] == 2.0 and torch.equal(enc, enc_before) and not torch.equal(tr.model.ctc_head.weight, head_before)
     tr.method.step(3)
     assert not torch.equal(enc, enc_before) and tr.method.supervised_updates == 2
+
+
+def test_ptft_fine_tunes_from_a_checkpoint(small_cfg, tmp_path):
+    """init_from=PATH with pretrain_steps=0: stage 2 alone, starting from another run's weights."""
+    from bljust.tracking.checkpoint import load_checkpoint
+
+    src = _trainer(small_cfg, tmp_path / "src", ["train.max_steps=2", "train.eval_every=2", "eval.max_dev_utts=2"])
+    src.run()
+    weights = load_checkpoint(tmp_path / "src" / "checkpoints" / "last.pt")["model"]
+    tr = _trainer(small_cfg, tmp_path / "ft", ["method=ptft", "method.pretrain_steps=0", "train.max_steps=1",
+                                               f"init_from={tmp_path / 'src' / 'checkpoints' / 'last.pt'}"])
+    assert all(torch.equal(v, weights[k]) for k, v in tr.model.state_dict().items())
+    out = tr.method.step(0)
+    assert out["stage"] == 2.0 and tr.method.total_steps() == 1
