@@ -165,6 +165,10 @@ class Trainer:
         resumed = self.resume()
         if resumed:
             print(f"resumed from {self.ckpt_dir / 'last.pt'} at step {self.step}")
+        wer_path = self.out_dir / "wer.json"
+        if self.step >= self.method.total_steps() and wer_path.is_file():
+            print(f"run already finished at step {self.step}: {wer_path}")
+            return json.loads(wer_path.read_text())
         metrics = MetricsWriter(self.out_dir / "metrics.jsonl", resume_step=self.step)
         wandb = WandbRun(cfg.logging.wandb, cfg.recipe.wandb_project, cfg.logging.group, cfg.run_name,
                          cfg.method.name, self.resolved, self.out_dir, self.wandb_id, list(cfg.logging.tags))

@@ -71,6 +71,18 @@ def test_outputs_follow_the_contract(trained):
     assert ckpt["step"] == 300 and ckpt["config"]["method"]["name"] == "supervised"
 
 
+def test_rerunning_a_finished_run_changes_nothing(trained, demo_root):
+    from conftest import compose
+
+    from bljust.train import Trainer
+
+    before = (trained / "metrics.jsonl").read_text(), (trained / "wer.json").read_text()
+    cfg = compose(demo_root, ["train.max_steps=300", "train.max_duration=20", "train.log_every=10",
+                              "train.eval_every=150", "optim.lr=2e-3", "optim.warmup_steps=20", f"run_dir={trained}"])
+    Trainer(cfg, trained).run()
+    assert ((trained / "metrics.jsonl").read_text(), (trained / "wer.json").read_text()) == before
+
+
 def test_evaluate_and_transcribe_commands(trained, demo_root):
     ckpt = trained / "checkpoints" / "best.pt"
     r = subprocess.run([sys.executable, "-m", "bljust.evaluate", f"ckpt={ckpt}", "split=test", f"out={trained}/ev"],
