@@ -160,6 +160,9 @@ class EvalConfig:
     """Dev evaluation during training and final evaluation on every dev/test split."""
 
     max_dev_utts: int = 0  # 0 = whole dev split at every dev evaluation
+    # best.pt = lowest dev error of this kind. CER for tiny labelled sets: there an all-blank
+    # early model (WER exactly 100) beats every later one whose insertions push WER past 100.
+    select_metric: str = "wer"  # wer | cer
     batch_duration: float = 300.0
 
 
@@ -278,6 +281,7 @@ def validate(cfg: Any) -> None:
         (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule must be cosine or constant"),
         (cfg.train.precision in ("auto", "fp32", "bf16"), "train.precision must be auto, fp32 or bf16"),
         (cfg.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+        (cfg.eval.select_metric in ("wer", "cer"), "eval.select_metric must be wer or cer"),
         (cfg.logging.wandb in ("auto", "online", "offline", "disabled"),
          "logging.wandb must be auto, online, offline or disabled"),
         (cfg.model.d_model % cfg.model.num_heads == 0, "model.d_model must be divisible by model.num_heads"),

@@ -76,7 +76,7 @@ class Trainer:
         self.ctx = TrainContext(cfg, self.model, self.device, self.labelled, self.unlabelled_stream,
                                 SpecAugment(cfg.specaug))
         self.method = build_method(self.ctx)
-        self.step, self.best_dev_wer, self.train_seconds, self.wandb_id = 0, float("inf"), 0.0, None
+        self.step, self.best_dev_error, self.train_seconds, self.wandb_id = 0, float("inf"), 0.0, None
         self.dev_cuts = {s: load_cuts(self.data.eval_splits[s]) for s in self.data.dev_splits}
         if cfg.eval.max_dev_utts:
             self.dev_cuts = {s: c.subset(first=cfg.eval.max_dev_utts) for s, c in self.dev_cuts.items()}
@@ -110,7 +110,7 @@ class Trainer:
             "format": FORMAT_VERSION, "step": self.step, "model": self.model.state_dict(),
             "method": self.method.state_dict(), "streams": streams, "rng": rng_state(),
             "config": self.resolved, "tokenizer": self.tokenizer.to_tensor(), "cmvn": self.cmvn.state_dict(),
-            "best_dev_wer": self.best_dev_wer, "train_seconds": self.train_seconds, "wandb_id": self.wandb_id,
+            "best_dev_error": self.best_dev_error, "train_seconds": self.train_seconds, "wandb_id": self.wandb_id,
         }
 
     def save(self, name: str = "last.pt") -> None:
@@ -127,7 +127,7 @@ class Trainer:
         if "unlabelled" in ckpt["streams"]:
             self.unlabelled_stream().load_state_dict(ckpt["streams"]["unlabelled"])
         set_rng_state(ckpt["rng"])
-        self.step, self.best_dev_wer = ckpt["step"], ckpt["best_dev_wer"]
+        self.step, self.best_dev_error = ckpt["step"], ckpt["best_dev_error"]
         self.train_seconds, self.wandb_id = ckpt["train_seconds"], ckpt["wandb_id"]
         return True
 
@@ -206,9 +206,9 @@ class Trainer:
                     eval_start = time.perf_counter()
                     record.update(self.evaluate_dev())
                     record["eval_seconds"] = time.perf_counter() - eval_start
-                    dev_wer = record[f"{self.data.dev_splits[0]}_wer"]
-                    if dev_wer < self.best_dev_wer:
-                        self.best_dev_wer = dev_wer
+                    dev_error = record[f"{self.data.dev_splits[0]}_{cfg.eval.select_metric}"]
+                    if dev_error < self.best_dev_error:
+                        self.best_dev_error = dev_error
                         self.save("best.pt")
                 metrics.write(record)
                 wandb.log(record, self.step)

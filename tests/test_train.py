@@ -69,6 +69,11 @@ def test_outputs_follow_the_contract(trained):
     assert "${" not in (trained / "config.yaml").read_text()  # saved resolved
     ckpt = load_checkpoint(trained / "checkpoints" / "last.pt")
     assert ckpt["step"] == 300 and ckpt["config"]["method"]["name"] == "supervised"
+    # best.pt is the dev evaluation with the lowest error of eval.select_metric (CER in the demo)
+    assert ckpt["config"]["eval"]["select_metric"] == "cer"
+    evals = [(r["dev_cer"], r["step"]) for r in read_metrics(trained / "metrics.jsonl") if "dev_cer" in r and not r.get("final")]
+    best = load_checkpoint(trained / "checkpoints" / "best.pt")
+    assert best["step"] == min(evals)[1] and best["best_dev_error"] == pytest.approx(min(evals)[0])
 
 
 def test_rerunning_a_finished_run_changes_nothing(trained, demo_root):

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bljust.tracking.metrics import read_metrics  # noqa: E402
 
 
-def collect(root: Path) -> list[dict]:
+def collect(root: Path, wer_json: str = "wer.json") -> list[dict]:
     runs = []
-    for wer_path in sorted(root.rglob("wer.json")):
-        run = wer_path.parent
+    for wer_path in sorted(root.rglob(wer_json)):
+        run = wer_path.parent if wer_json == "wer.json" else Path(str(wer_path)[: -len(wer_json) - 1])
         if not (run / "config.yaml").is_file():
             continue
         cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -67,8 +67,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--wer-json", default="wer.json", help="scores file inside each run (e.g. eval_last/wer.json)")
     args = ap.parse_args()
-    runs = collect(args.root)
+    runs = collect(args.root, args.wer_json)
     if not runs:
         sys.exit(f"error: no finished runs (wer.json + config.yaml) under {args.root}")
     md = table(runs)
