@@ -3,7 +3,8 @@ WER/CER, mean +- standard deviation over seeds, with supervised updates and trai
 
     python tools/compare.py runs/demo_compare [--out docs/table.md]
 
-A run is any folder under the given root holding wer.json and config.yaml.
+A run is any folder under the given root holding wer.json (or --wer-json) and config.yaml; runs
+are grouped by their parent folder's name (the method, or a variant label).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def collect(root: Path, wer_json: str = "wer.json") -> list[dict]:
         recs = read_metrics(run / "metrics.jsonl")
         last = [r for r in recs if "train_seconds" in r]
         runs.append({
-            "run": str(run), "method": cfg["method"]["name"], "seed": cfg["train"]["seed"],
+            # label = the run's parent folder (runs/<recipe>/<label>/<run_name>): the method name by
+            # default, or a variant's own label such as supervised_1200
+            "run": str(run), "method": run.parent.name, "seed": cfg["train"]["seed"],
             "wer": json.loads(wer_path.read_text()),
             "supervised_updates": last[-1]["supervised_updates"] if last else 0,
             "train_minutes": last[-1]["train_seconds"] / 60 if last else 0.0,

@@ -5,6 +5,7 @@
 #
 # Budgets, in forward/backward passes over one 40 s batch ("C"):
 #   supervised  600 supervised steps                                  =  600 C
+#   supervised_1200  1200 supervised steps (equal compute to the rest)  = 1200 C
 #   ptft        600 pre-training + 600 fine-tuning steps               = 1200 C
 #   just        600 joint steps (labelled + unlabelled batch)          = 1200 C
 #   bljust      10 outer epochs x (20 exploration + 50 joint) steps    = 1200 C
@@ -21,11 +22,15 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 $py -m bljust.prepare recipe=demo
 for seed in $seeds; do
-  run() { local m=$1; shift; $py -m bljust.train method=$m train.seed=$seed "${common[@]}" "$@" run_dir=$root/$m/seed$seed; }
-  run supervised train.max_steps=600
-  run ptft train.max_steps=600 method.pretrain_steps=600 method.pretrain_warmup_steps=100
-  run just train.max_steps=600 method.alpha=0.5
-  run bljust train.max_steps=500 method.joint_steps_per_epoch=50 method.explore=20 method.ramp_length=5 \
+  # run LABEL METHOD [overrides]: train, then score the final checkpoint (the budget's end)
+  run() { local label=$1 m=$2; shift 2; local dir=$root/$label/seed$seed
+          $py -m bljust.train method=$m train.seed=$seed "${common[@]}" "$@" run_dir=$dir
+          tools/score_last.sh $dir; }
+  run supervised supervised train.max_steps=600
+  run supervised_1200 supervised train.max_steps=1200
+  run ptft ptft train.max_steps=600 method.pretrain_steps=600 method.pretrain_warmup_steps=100
+  run just just train.max_steps=600 method.alpha=0.5
+  run bljust bljust train.max_steps=500 method.joint_steps_per_epoch=50 method.explore=20 method.ramp_length=5 \
       method.encoder_lr=2e-3 method.ctc_head_lr=2e-3 method.unsup_head_lr=2e-3 method.explore_lr=1e-3
 done
-$py tools/compare.py $root
+$py tools/compare.py $root --wer-json eval_last/wer.json
