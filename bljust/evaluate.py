@@ -63,14 +63,15 @@ def load_model(ckpt: dict[str, Any], device: torch.device) -> tuple[AsrModel, To
     return model.to(device).eval(), tokenizer, Cmvn.from_state_dict(ckpt["cmvn"]), cfg
 
 
-def _data_cuts(data: str, max_seconds: float) -> CutSet:
+def data_cuts(data: str, max_seconds: float) -> CutSet:
+    """Labelled cuts from a LibriSpeech-layout folder, a plain audio,text table, or a CutSet."""
+    from bljust.data.manifests import is_table_manifest, load_table_manifest
+
     path = Path(data)
     if path.is_dir():
         return scan_librispeech(path, labelled=True, max_seconds=max_seconds)
-    if path.suffix in (".csv",) or path.name.endswith((".jsonl", ".jsonl.gz")) and "cuts" not in path.name:
-        from bljust.data.manifests import load_table_manifest  # plain audio,text tables
-
-        return load_table_manifest(path)
+    if is_table_manifest(path):
+        return load_table_manifest(path, max_seconds=max_seconds)
     return load_cuts(path)
 
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise ManifestError(f"split={kv['split']}: no prepared manifest {path}")
             cuts, name = load_cuts(path), kv["split"]
         else:
-            cuts, name = _data_cuts(kv["data"], feat["max_utt_seconds"]), Path(kv["data"]).name.split(".")[0]
+            cuts, name = data_cuts(kv["data"], feat["max_utt_seconds"]), Path(kv["data"]).name.split(".")[0]
         results = transcribe_cuts(model, cuts, dataset, tokenizer, device)
         if not results:
             raise ManifestError(f"{name}: no usable utterance to score")

@@ -78,3 +78,15 @@ def test_csv_table_with_relative_paths(tmp_path, demo_root):
     (tmp_path / "bad.csv").write_text("audio,transcript\nx.flac,hi\n")
     with pytest.raises(ManifestError, match="expected audio,text"):
         load_table_manifest(tmp_path / "bad.csv")
+
+
+def test_evaluate_tells_tables_from_cutsets(tmp_path, demo_root):
+    import json
+
+    from bljust.evaluate import data_cuts
+
+    flac = real_flacs(demo_root, 1)[0]
+    (tmp_path / "t.jsonl").write_text(json.dumps({"audio": str(flac), "text": "hi there"}) + "\n")
+    assert cut_text(data_cuts(str(tmp_path / "t.jsonl"), 30.0)[0]) == "HI THERE"
+    prepared = demo_root / "prepared" / "manifests" / "eval_dev.jsonl.gz"  # a lhotse CutSet, no "cuts" in its name
+    assert len(data_cuts(str(prepared), 30.0)) == len(list((demo_root / "corpus" / "dev").rglob("*.flac")))

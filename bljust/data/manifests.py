@@ -149,6 +149,25 @@ def load_cuts(path: str | Path) -> CutSet:
 TABLE_COLUMNS = {"audio", "text", "speaker", "id"}
 
 
+def is_table_manifest(path: str | Path) -> bool:
+    """CSV, or JSONL whose first record has an `audio` field (a lhotse cut has `recording`)."""
+    import gzip
+    import json
+
+    path = Path(path)
+    if path.suffix == ".csv":
+        return True
+    if not path.is_file():
+        return False
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            first = next((line for line in f if line.strip()), "{}")
+        return "audio" in json.loads(first)
+    except (OSError, ValueError):
+        return False
+
+
 def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seconds: float = 30.0) -> CutSet:
     """A CutSet from a plain CSV (header row) or JSONL table with `audio,text[,speaker][,id]`.
 
