@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lhotse import CutSet
 from omegaconf import OmegaConf
 
 from bljust.data.audio import BadAudio, read_audio
@@ -116,7 +117,7 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     def build(folders: list[str], labelled: bool, path: Path, role: str) -> None:
         log_ = skips.setdefault(role, SkipLog())
         parts = [scan_librispeech(corpus / f, labelled, log_, max_s) for f in folders]
-        cuts = parts[0] if len(parts) == 1 else parts[0].__class__.from_cuts(c for p in parts for c in p)
+        cuts = parts[0] if len(parts) == 1 else CutSet.from_cuts(c for p in parts for c in p)
         cuts.to_file(path)
         hours = sum(c.duration for c in cuts) / 3600
         log(f"prepare: {role}: {len(cuts)} utterances, {hours:.2f} h -> {path} ({log_.summary()})", flush=True)
