@@ -10,6 +10,11 @@ import torch
 from bljust.config import OptimConfig
 
 
+def optim_with(cfg: OptimConfig, **changes) -> OptimConfig:
+    """A copy of an optimiser config (typed or Hydra node) with some fields changed."""
+    return OptimConfig(**{**dict(cfg), **changes})
+
+
 def make_adamw(params: Iterable[torch.nn.Parameter], cfg: OptimConfig, lr: float | None = None) -> torch.optim.AdamW:
     """AdamW without weight decay on biases and norm gains (1-D parameters), as is standard."""
     params = [p for p in params if p.requires_grad]

@@ -41,11 +41,14 @@ def supervised_loss(ctx: TrainContext, batch: Batch) -> torch.Tensor:
     return ctc_loss(logits, lens, batch.tokens, batch.token_lens)
 
 
-def unsupervised_loss(ctx: TrainContext, objective: torch.nn.Module, batch: Batch
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L_u on an unlabelled batch (no SpecAugment: the objective does its own masking)."""
+def unsupervised_loss(ctx: TrainContext, objective: torch.nn.Module, batch: Batch,
+                      encoder: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_u on an unlabelled batch (no SpecAugment: the objective does its own masking).
+
+    `encoder` replaces the model's encoder as the objective sees it (BL-JUST's gradient scaling).
+    """
     with ctx.autocast():
-        return objective(ctx.model.encoder, batch.feats, batch.feat_lens)
+        return objective(encoder or ctx.model.encoder, batch.feats, batch.feat_lens)
 
 
 def clip_and_check(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:

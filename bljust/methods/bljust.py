@@ -24,10 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bljust.config import OptimConfig
 from bljust.methods.base import Method, TrainContext, supervised_loss, unsupervised_loss
 from bljust.objectives import build_unsupervised
-from bljust.optim import make_adamw, make_scheduler
+from bljust.optim import make_adamw, make_scheduler, optim_with
 
 
 class ScaleGrad(torch.autograd.Function):
@@ -105,7 +104,7 @@ class BLJust(Method):
         for name, params in self.groups.items():
             self.optimizers[name] = make_adamw(params, cfg.optim, lr=lrs[name])
             self.schedulers[name] = make_scheduler(self.optimizers[name], cfg.optim, cfg.train.max_steps)
-        constant = OptimConfig(**{**dict(cfg.optim), "warmup_steps": 0, "schedule": "constant"})
+        constant = optim_with(cfg.optim, warmup_steps=0, schedule="constant")
         self.optimizers["explore"] = make_adamw(self.groups["encoder"] + self.groups["unsup_head"], constant,
                                                 lr=m.explore_lr)
         self.optimizers["finetune"] = make_adamw(self.groups["encoder"] + self.groups["ctc_head"], constant,
@@ -144,9 +143,8 @@ class BLJust(Method):
         lab, unl = next(self.ctx.labelled), next(self.ctx.unlabelled())
         unl_dev = unl.to(self.ctx.device)
         loss_sup = supervised_loss(self.ctx, lab.to(self.ctx.device))
-        with self.ctx.autocast():
-            loss_unsup, stats = self.unsup(GradScaledEncoder(self.ctx.model.encoder, gamma),
-                                           unl_dev.feats, unl_dev.feat_lens)
+        loss_unsup, stats = unsupervised_loss(self.ctx, self.unsup, unl_dev,
+                                              GradScaledEncoder(self.ctx.model.encoder, gamma))
         upper_scale = min(1.0 / gamma, 1.0) if (m.scale_upper_by_inv_gamma and gamma > 0) else 1.0
         if upper_scale != 1.0:  # PBGD: smaller upper-level steps as the penalty grows
             for name in ("encoder", "ctc_head"):

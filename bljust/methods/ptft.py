@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from bljust.config import OptimConfig
 from bljust.methods.base import Method, TrainContext, supervised_loss, unsupervised_loss
 from bljust.objectives import build_unsupervised
-from bljust.optim import make_adamw, make_scheduler
+from bljust.optim import make_adamw, make_scheduler, optim_with
 
 
 class Ptft(Method):
@@ -26,7 +25,7 @@ class Ptft(Method):
         self.encoder_params = list(ctx.model.encoder.parameters())
         self.head_params = list(ctx.model.ctc_head.parameters())
         self.pre_params = self.encoder_params + list(self.unsup.parameters())
-        pre_optim = OptimConfig(**{**dict(cfg.optim), "lr": m.pretrain_lr, "warmup_steps": m.pretrain_warmup_steps})
+        pre_optim = optim_with(cfg.optim, lr=m.pretrain_lr, warmup_steps=m.pretrain_warmup_steps)
         self.optimizers["pretrain"] = make_adamw(self.pre_params, pre_optim)
         self.schedulers["pretrain"] = make_scheduler(self.optimizers["pretrain"], pre_optim, max(1, m.pretrain_steps))
         self.optimizers["finetune"] = make_adamw(self.encoder_params + self.head_params, cfg.optim)
