@@ -104,6 +104,10 @@ class BestRQConfig:
     mask_span_ms: float = 400.0
     noise_std: float = 0.1
     seed: int = 1234  # the quantiser's own seed: the same targets whatever train.seed is
+    # What the quantiser sees: "global" = the CMVN-normalised input as is; "utterance" = each
+    # utterance re-normalised to zero mean, unit variance per feature, so speaker and channel
+    # offsets do not decide the code.
+    target_norm: str = "global"
 
 
 @dataclass
@@ -290,6 +294,8 @@ def validate(cfg: Any) -> None:
          "tokenizer.vocab_size must be > 0 for unigram/bpe"),
         (cfg.objective.unsup in ("bestrq", "infonce"), "objective.unsup must be bestrq or infonce"),
         (0.0 <= cfg.objective.bestrq.mask_prob <= 1.0, "objective.bestrq.mask_prob must be in [0, 1]"),
+        (cfg.objective.bestrq.target_norm in ("global", "utterance"),
+         "objective.bestrq.target_norm must be global or utterance"),
         (0.0 <= cfg.objective.infonce.mask_prob <= 1.0, "objective.infonce.mask_prob must be in [0, 1]"),
         (cfg.method.name in METHOD_SCHEMAS, f"method.name {cfg.method.name!r} is not one of {sorted(METHOD_SCHEMAS)}"),
     ]

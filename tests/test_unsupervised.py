@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bljust.config import BestRQConfig, InfoNCEConfig
-from bljust.objectives.bestrq import BestRQ, RandomProjectionQuantizer, code_perplexity
+from bljust.objectives.bestrq import BestRQ, RandomProjectionQuantizer, code_perplexity, utterance_normalize
 from bljust.objectives.infonce import InfoNCE, info_nce
 from bljust.objectives.masking import mask_features, span_mask, stack_frames
 
@@ -63,6 +63,23 @@ def test_normalisation_is_over_the_feature_axis():
     scaled = feats.clone()
     scaled[:, :4] *= 10
     assert torch.equal(q(scaled), q(feats))
+
+
+def test_utterance_target_norm_ignores_padding_and_speaker_offsets():
+    cfg = BestRQConfig(codebook_size=64, num_codebooks=2, seed=7, target_norm="utterance")
+    q = RandomProjectionQuantizer(80, cfg)
+    feats = torch.randn(2, 40, 80)
+    lens = torch.tensor([40, 24])
+    normed = utterance_normalize(feats, lens)
+    ref = feats[1, :24]
+    assert torch.allclose(normed[1, :24], (ref - ref.mean(0)) / (ref.var(0, unbiased=False) + 1e-5).sqrt(), atol=1e-5)
+    # a per-utterance offset and gain on every feature (a "speaker" or channel) leaves the codes alone
+    shifted = feats * 3.0 + torch.randn(1, 1, 80)
+    assert torch.equal(q(shifted, lens)[1, :6], q(feats, lens)[1, :6])
+    # padding content does not leak into the valid frames' codes
+    padded = feats.clone()
+    padded[1, 24:] = 100.0
+    assert torch.equal(q(padded, lens)[1, :6], q(feats, lens)[1, :6])
 
 
 @pytest.mark.parametrize("prob,span", [(0.01, 10), (0.05, 5), (0.2, 2)])

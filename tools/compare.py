@@ -1,7 +1,11 @@
 """Compare finished runs from their own files (no network): a markdown table of method x split
 WER/CER, mean +- standard deviation over seeds, with supervised updates and training time.
 
-    python tools/compare.py runs/demo_compare [--out docs/table.md]
+    python tools/compare.py runs/demo_compare [--out table.md] [--html report.html]
+
+With --html it also writes a self-contained HTML page with the curves (dev WER/CER, both losses,
+gamma, code perplexity, label-free monitors; against step and training time), PNGs embedded,
+and the PNGs themselves beside it in <report>_plots/.
 
 A run is any folder under the given root holding wer.json (or --wer-json) and config.yaml; runs
 are grouped by their parent folder's name (the method, or a variant label).
@@ -70,6 +74,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--html", type=Path, help="write a self-contained HTML report with embedded plots here")
+    ap.add_argument("--title", default=None, help="HTML report title (default: the runs folder)")
     ap.add_argument("--wer-json", default="wer.json", help="scores file inside each run (e.g. eval_last/wer.json)")
     args = ap.parse_args()
     runs = collect(args.root, args.wer_json)
@@ -78,7 +84,15 @@ def main() -> None:
     md = table(runs)
     print(md, end="")
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(md)
+    if args.html:
+        from tools.report_html import write_html, write_plots
+
+        plots = write_plots(runs, args.html.parent / f"{args.html.stem}_plots")
+        write_html(args.html, args.title or f"bljust comparison: {args.root}", md, plots,
+                   notes=f"{len(runs)} runs under {args.root}; scores from each run's {args.wer_json}.")
+        print(f"wrote {args.html} ({len(plots)} plots)")
 
 
 if __name__ == "__main__":

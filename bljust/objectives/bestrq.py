@@ -23,6 +23,9 @@ class RandomProjectionQuantizer(nn.Module):
 
     def __init__(self, input_dim: int, cfg: BestRQConfig):
         super().__init__()
+        if cfg.target_norm not in ("global", "utterance"):
+            raise ValueError(f"objective.bestrq.target_norm must be global or utterance, not {cfg.target_norm!r}")
+        self.target_norm = cfg.target_norm
         g = torch.Generator().manual_seed(cfg.seed)
         proj = torch.empty(cfg.num_codebooks, input_dim * STACK, cfg.codebook_dim)
         for i in range(cfg.num_codebooks):
@@ -34,13 +37,27 @@ class RandomProjectionQuantizer(nn.Module):
         self.register_buffer("codebooks", F.normalize(codebooks, dim=-1))
 
     @torch.no_grad()
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, D) normalised fbank -> (B, ceil(T/4), num_codebooks) int64 codes."""
-        x = stack_frames(feats.float())  # (B, T', 4D)
+        feats = feats.float()
+        if self.target_norm == "utterance":
+            feats = utterance_normalize(feats, lens)
+        x = stack_frames(feats)  # (B, T', 4D)
         z = torch.einsum("btf,nfc->btnc", x, self.projection)  # (B, T', N, C)
         z = F.normalize(z, dim=-1)  # over the projected feature axis, per frame and codebook
         # For unit vectors the nearest codeword by L2 distance is the one with the largest dot product.
         return torch.einsum("btnc,nkc->btnk", z, self.codebooks).argmax(-1)
+
+
+def utterance_normalize(feats: torch.Tensor, lens: torch.Tensor | None) -> torch.Tensor:
+    """Zero mean, unit variance per utterance and feature over its valid frames (padding ignored)."""
+    if lens is None:
+        lens = torch.full((feats.shape[0],), feats.shape[1], device=feats.device)
+    valid = (torch.arange(feats.shape[1], device=feats.device)[None] < lens[:, None]).unsqueeze(-1)
+    n = valid.sum(1, keepdim=True).clamp_min(1)
+    mean = (feats * valid).sum(1, keepdim=True) / n
+    var = (((feats - mean) * valid) ** 2).sum(1, keepdim=True) / n
+    return (feats - mean) / (var + 1e-5).sqrt() * valid
 
 
 def code_perplexity(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:
@@ -67,7 +84,7 @@ class BestRQ(nn.Module):
     def forward(self, encoder: nn.Module, feats: torch.Tensor, lens: torch.Tensor
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss on an unlabelled batch, with the masked fraction and target perplexity to log."""
-        targets = self.quantizer(feats)  # from the clean input
+        targets = self.quantizer(feats, lens)  # from the clean input
         masked, mask = mask_features(feats, lens, self.cfg.mask_prob, self.cfg.mask_span_ms, self.cfg.noise_std)
         h, out_lens = encoder(masked, lens)
         # Heads run on masked frames only: unmasked frames cannot affect the loss, and with
