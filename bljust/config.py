@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from bljust.errors import UserError
 
@@ -204,6 +204,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    seed: int = 0  # shorthand for sweeps (seed=0,1); conf/config.yaml makes train.seed follow it
     run_name: str = "seed${train.seed}"
     run_dir: str = "runs/${recipe.name}/${method.name}/${run_name}"
     device: str = "auto"  # auto | cpu | cuda
@@ -262,8 +263,17 @@ METHOD_SCHEMAS: dict[str, type] = {"supervised": SupervisedConfig, "ptft": PtftC
                                    "bljust": BLJustConfig}
 
 
+def sweep_label(method: str, overrides: str) -> str:
+    """Folder name of a multirun job: the method plus the overrides that set it apart."""
+    # Paths (data roots, init_from) would nest folders and say little; the run's config.yaml has them.
+    kept = [o.replace("method.", "", 1) for o in overrides.split(",") if o and "/" not in o]
+    return ",".join([method, *kept])
+
+
 def register_configs() -> None:
     """Register the schemas so conf/*.yaml are validated against them."""
+    if not OmegaConf.has_resolver("sweep_label"):
+        OmegaConf.register_new_resolver("sweep_label", sweep_label)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="model", name="base_model", node=ModelConfig)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bljust.cli import CONF_DIR, compose_config
-from bljust.config import ConfigError
+from bljust.config import ConfigError, sweep_label
 
 RECIPES = sorted(p.stem for p in (CONF_DIR / "recipe").glob("*.yaml"))
 METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
@@ -35,6 +35,16 @@ def test_cli_unknown_key_exits_nonzero_naming_it():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "train.nonexistent" in r.stderr.splitlines()[0] and "Traceback" not in r.stderr
+
+
+def test_seed_shorthand_and_readable_multirun_folders():
+    cfg = compose_config(["seed=3"])
+    assert cfg.train.seed == 3 and cfg.run_name == "seed3"
+    assert compose_config(["train.seed=4"]).train.seed == 4
+    # multirun job folder: method plus the overrides that set the job apart, paths left out
+    assert sweep_label("bljust", "method.gamma_max=2,recipe.corpus_dir=/data/x,train.max_steps=50") == \
+        "bljust,gamma_max=2,train.max_steps=50"
+    assert sweep_label("supervised", "") == "supervised"
 
 
 @pytest.mark.parametrize("model", MODELS)
