@@ -111,7 +111,7 @@ def _trainer(small_cfg, run: Path, overrides, chatty: bool = False):
     return tr
 
 
-SLIM = ["method.start_step=2", "method.sup_updates=1", "method.pl_updates=1", "method.cache_size=2",
+SLIM = ["model.num_layers=1", "train.max_duration=20", "method.start_step=2", "method.sup_updates=1", "method.pl_updates=1", "method.cache_size=2",
         "method.replace_prob=0.5", "train.log_every=1", "train.eval_every=100", "eval.max_dev_utts=4"]
 
 
@@ -141,8 +141,9 @@ def test_slimipl_warms_up_fills_the_cache_then_trains_on_it(small_cfg, tmp_path)
         assert torch.equal(batch.tokens[i, : batch.token_lens[i]], labels[u])
 
 
+@pytest.mark.e2e
 def test_interrupted_slimipl_run_resumes_exactly(small_cfg, tmp_path):
-    keys = [*SLIM, "train.max_steps=9", "train.ckpt_every=1", "model.num_layers=2"]
+    keys = [*SLIM, "train.max_steps=8", "train.ckpt_every=1"]
     whole = _trainer(small_cfg, tmp_path / "whole", keys, chatty=True)
     whole.run()
     cut = _trainer(small_cfg, tmp_path / "cut", keys, chatty=True)
@@ -170,7 +171,7 @@ def test_interrupted_slimipl_run_resumes_exactly(small_cfg, tmp_path):
 
 def _constant_teacher(small_cfg, tmp_path) -> tuple[Path, str]:
     """A checkpoint whose CTC head always says one letter: every utterance is labelled with it."""
-    src = _trainer(small_cfg, tmp_path / "teacher", ["method=supervised", "train.max_steps=1",
+    src = _trainer(small_cfg, tmp_path / "teacher", ["method=supervised", "train.max_steps=1", "model.num_layers=1",
                                                      "train.eval_every=1", "eval.max_dev_utts=2"])
     src.run()
     path = tmp_path / "teacher" / "checkpoints" / "last.pt"
@@ -181,9 +182,11 @@ def _constant_teacher(small_cfg, tmp_path) -> tuple[Path, str]:
     return path, src.tokenizer.decode([letter])
 
 
+@pytest.mark.e2e
 def test_offline_mode_labels_once_filters_and_trains_on_the_mixture(small_cfg, tmp_path):
     teacher, letter = _constant_teacher(small_cfg, tmp_path)
     keys = ["method.mode=offline", f"method.teacher={teacher}", "method.confidence_threshold=0.9",
+            "model.num_layers=1", "train.max_duration=20",
             "train.max_steps=2", "train.log_every=1", "train.eval_every=2", "eval.max_dev_utts=4"]
     tr = _trainer(small_cfg, tmp_path / "student", keys)
     manifest = tmp_path / "student" / "pseudo_labels.jsonl.gz"
