@@ -259,8 +259,33 @@ class BLJustConfig(MethodConfig):
     finetune_lr: float = 1e-5  # (paper)
 
 
+@dataclass
+class PseudoLabelConfig(MethodConfig):
+    """Pseudo-labelling. mode=slimipl (Likhomanenko et al. 2021): `start_step` supervised steps,
+    then cycles of `sup_updates` supervised and `pl_updates` pseudo-labelled updates, the labels
+    made on the fly by the model itself (greedy CTC, eval mode) and kept in a dynamic cache.
+    mode=offline: `teacher` labels the unlabelled set once; the confident labels join the
+    labelled data and the model trains on both from its initialisation. train.max_steps counts
+    every update, supervised or pseudo-labelled. Demo-sized defaults; (10 h) marks the slimIPL
+    LibriSpeech 10 h recipe's value, see docs/methods.md.
+    """
+
+    name: str = "pseudo_label"
+    mode: str = "slimipl"  # slimipl | offline
+    start_step: int = 500  # supervised-only warm-up (10 h: 20000)
+    sup_updates: int = 1  # (10 h: 1)
+    pl_updates: int = 2  # (10 h: 10)
+    cache_size: int = 40  # pseudo-labelled batches in the cache (10 h: 1000)
+    replace_prob: float = 0.2  # chance a used cache entry is replaced by a new batch (10 h: 0.1)
+    pl_dropout: Optional[float] = None  # dropout from start_step on; None keeps model.dropout (10 h: 0.1 after 0.5)
+    teacher: Optional[str] = None  # offline: checkpoint whose greedy labels are used
+    confidence: str = "max_posterior"  # max_posterior | logprob (both averaged over frames)
+    confidence_threshold: float = 0.0  # keep labels with confidence >= this; 0 with max_posterior keeps all
+    label_batch_duration: float = 300.0  # offline labelling pass: seconds of audio per batch
+
+
 METHOD_SCHEMAS: dict[str, type] = {"supervised": SupervisedConfig, "ptft": PtftConfig, "just": JustConfig,
-                                   "bljust": BLJustConfig}
+                                   "bljust": BLJustConfig, "pseudo_label": PseudoLabelConfig}
 
 
 def sweep_label(method: str, overrides: str) -> str:
@@ -322,6 +347,22 @@ def validate(cfg: Any) -> None:
              "method.explore, method.finetune_steps and method.joint_steps_per_epoch must be >= 0"),
             (m.v_estimate in ("explore", "copy", "none"), "method.v_estimate must be explore, copy or none"),
         ]
+    if cfg.method.name == "pseudo_label":
+        checks += pseudo_label_checks(cfg.method)
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def pseudo_label_checks(m: Any) -> list[tuple[bool, str]]:
+    return [
+        (m.mode in ("slimipl", "offline"), "method.mode must be slimipl or offline"),
+        (m.mode != "offline" or bool(m.teacher), "method.teacher=PATH is required with method.mode=offline"),
+        (m.start_step >= 0 and m.sup_updates >= 0 and m.pl_updates >= 1,
+         "method.start_step and method.sup_updates must be >= 0 and method.pl_updates >= 1"),
+        (m.cache_size >= 1, "method.cache_size must be >= 1"),
+        (0.0 <= m.replace_prob <= 1.0, "method.replace_prob must be in [0, 1]"),
+        (m.pl_dropout is None or 0.0 <= m.pl_dropout < 1.0, "method.pl_dropout must be in [0, 1) or null"),
+        (m.confidence in ("max_posterior", "logprob"), "method.confidence must be max_posterior or logprob"),
+        (m.label_batch_duration > 0, "method.label_batch_duration must be > 0 seconds"),
+    ]

@@ -74,7 +74,7 @@ class Trainer:
         self.labelled = self._stream(load_cuts(self.data.labelled), self.labelled_ds, cfg.train.seed)
         self._unlabelled: BatchStream | None = None
         self.ctx = TrainContext(cfg, self.model, self.device, self.labelled, self.unlabelled_stream,
-                                SpecAugment(cfg.specaug))
+                                SpecAugment(cfg.specaug), out_dir=out_dir)
         self.method = build_method(self.ctx)
         self.step, self.best_dev_error, self.train_seconds, self.wandb_id = 0, float("inf"), 0.0, None
         self.dev_cuts = {s: load_cuts(self.data.eval_splits[s]) for s in self.data.dev_splits}

@@ -55,7 +55,8 @@ def test_every_model_config_composes(model):
 
 # Keys a method needs to fit in two steps (e.g. ptft: one pre-training and one fine-tuning step).
 TWO_STEP_KEYS = {"ptft": ["method.pretrain_steps=1", "train.max_steps=1"],
-                 "bljust": ["method.explore=1", "method.joint_steps_per_epoch=1", "train.max_steps=1"]}
+                 "bljust": ["method.explore=1", "method.joint_steps_per_epoch=1", "train.max_steps=1"],
+                 "pseudo_label": ["method.start_step=1", "method.sup_updates=0", "method.cache_size=1"]}
 
 
 @pytest.mark.parametrize("method", METHODS)

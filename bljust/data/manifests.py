@@ -130,6 +130,18 @@ def _cutset(recordings: list[Recording], supervisions: list[SupervisionSegment])
     )
 
 
+def read_transcripts(folder: str | Path) -> dict[str, str]:
+    """UTTID -> normalised text from every *.trans.txt under `folder`; empty when there are none.
+
+    For analysis only (e.g. scoring pseudo-labels of a split used as unlabelled): training never
+    reads the transcripts of an unlabelled split.
+    """
+    texts: dict[str, str] = {}
+    for trans in sorted(Path(folder).rglob("*.trans.txt")):
+        texts.update(_read_transcripts(trans, SkipLog()))
+    return texts
+
+
 def cut_text(cut) -> str | None:
     """The transcript of a single-supervision cut, or None for unlabelled cuts."""
     return cut.supervisions[0].text if cut.supervisions else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -25,6 +26,7 @@ class TrainContext:
     labelled: BatchStream
     unlabelled: Callable[[], BatchStream]  # built on first use: supervised never reads unlabelled audio
     specaug: SpecAugment
+    out_dir: Path | None = None  # the run folder, for methods that write files there (pseudo_label offline)
 
     def autocast(self):
         """bf16 autocast on CUDA (or when asked for), plain fp32 otherwise."""

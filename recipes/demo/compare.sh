@@ -9,8 +9,11 @@
 #   ptft        600 pre-training + 600 fine-tuning steps               = 1200 C
 #   just        600 joint steps (labelled + unlabelled batch)          = 1200 C
 #   bljust      10 outer epochs x (20 exploration + 50 joint) steps    = 1200 C
+#   pseudo_label  500 supervised warm-up steps, then 700 steps of slimIPL cycles (1 supervised :
+#               2 pseudo-labelled): 1160 updates + ~125 labelling forward passes (~1/3 C each:
+#               40 to fill the cache, ~0.2 x 427 replacements)                    ~ 1200 C
 # ptft and just have as many supervised updates as supervised; bljust has the same total compute
-# as ptft and just (500 supervised updates).
+# as ptft and just (500 supervised updates); pseudo_label too (~733 supervised updates).
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 root=${ROOT:-runs/demo_compare}
@@ -34,5 +37,7 @@ for seed in $seeds; do
   run just just train.max_steps=600 method.alpha=0.5
   run bljust bljust train.max_steps=500 method.joint_steps_per_epoch=50 method.explore=20 method.ramp_length=5 \
       method.encoder_lr=2e-3 method.ctc_head_lr=2e-3 method.unsup_head_lr=2e-3 method.explore_lr=1e-3
+  run pseudo_label pseudo_label train.max_steps=1200 method.start_step=500 method.sup_updates=1 \
+      method.pl_updates=2 method.cache_size=40 method.replace_prob=0.2
 done
 $py tools/compare.py $root --wer-json eval_last/wer.json
