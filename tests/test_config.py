@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bljust.cli import CONF_DIR, compose_config
 from bljust.config import ConfigError, sweep_label
@@ -69,3 +70,15 @@ def test_every_recipe_and_method_runs_two_steps(small_cfg, tmp_path, recipe, met
     table = Trainer(cfg, Path(cfg.run_dir)).run()
     assert table["step"] == 2 and {"dev", "test"} <= set(table)
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "metrics.jsonl").is_file()
+
+
+def test_demo_bljust_sweep_config_composes():
+    root = CONF_DIR.parent
+    r = subprocess.run([sys.executable, "-m", "bljust.train", "--config-dir", str(root / "recipes/demo"),
+                        "+sweep=bljust", "--cfg", "hydra"], capture_output=True, text=True, timeout=120, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "method.gamma_max: 0.1,0.5,1.0" in r.stdout and "seed: 0,1" in r.stdout
+    job = subprocess.run([sys.executable, "-m", "bljust.train", "--config-dir", str(root / "recipes/demo"),
+                          "+sweep=bljust", "--cfg", "job"], capture_output=True, text=True, timeout=120, cwd=root)
+    cfg = yaml.safe_load(job.stdout)
+    assert cfg["method"]["name"] == "bljust" and cfg["method"]["explore"] == 20 and cfg["train"]["max_steps"] == 500
