@@ -33,13 +33,18 @@ class DemoCorpusConfig:
 class RecipeConfig:
     """Where a data set lives and which of its folders play which role.
 
-    Split entries are folders relative to `corpus_dir`, in LibriSpeech layout
-    (speaker/chapter/utt.flac + chapter.trans.txt).
+    A split entry is a folder in LibriSpeech layout (speaker/chapter/utt.flac + chapter.trans.txt;
+    for unlabelled data any folder of audio) or a manifest file: a CSV/JSONL table of
+    `audio,text[,speaker][,id]` or a lhotse CutSet. Relative entries are read from `labelled_dir`
+    (labelled) or `corpus_dir` (the others); absolute ones as they are.
     """
 
     name: str = "demo"
-    source: str = "demo"  # demo: synthesised on first use; librispeech: must exist on disk
+    # demo: synthesised on first use; librispeech: LibriSpeech / Libri-light trees that must exist;
+    # custom: the user's own folders and manifests
+    source: str = "demo"
     corpus_dir: str = "data/demo/corpus"
+    labelled_dir: Optional[str] = None  # root of the labelled entries; None = corpus_dir
     data_dir: str = "data/demo"  # prepare writes manifests, CMVN stats and tokenizer here
     labelled: list[str] = field(default_factory=lambda: ["train"])
     unlabelled: list[str] = field(default_factory=lambda: ["unlabelled"])
@@ -47,6 +52,18 @@ class RecipeConfig:
     test: list[str] = field(default_factory=lambda: ["test"])
     wandb_project: str = "bljust-demo"
     demo: DemoCorpusConfig = field(default_factory=DemoCorpusConfig)
+
+
+@dataclass
+class TextConfig:
+    """Transcript normalisation, applied alike to training labels, tokenizer and scored references.
+
+    Default: LibriSpeech style (upper case, A-Z and apostrophe). Other languages or casing: e.g.
+    `text.case=lower text.keep="a-z0-9'"` or `text.keep="A-ZÄÖÜß'"`.
+    """
+
+    case: str = "upper"  # upper | lower | keep
+    keep: str = "A-Z'"  # a regex character class body: every other character becomes a space
 
 
 @dataclass
@@ -198,6 +215,7 @@ class Config:
     method: Any = MISSING
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -332,6 +350,8 @@ def validate(cfg: Any) -> None:
         (cfg.objective.bestrq.target_norm in ("global", "utterance"),
          "objective.bestrq.target_norm must be global or utterance"),
         (0.0 <= cfg.objective.infonce.mask_prob <= 1.0, "objective.infonce.mask_prob must be in [0, 1]"),
+        (cfg.recipe.source in ("demo", "librispeech", "custom"), "recipe.source must be demo, librispeech or custom"),
+        (cfg.text.case in ("upper", "lower", "keep"), "text.case must be upper, lower or keep"),
         (cfg.method.name in METHOD_SCHEMAS, f"method.name {cfg.method.name!r} is not one of {sorted(METHOD_SCHEMAS)}"),
     ]
     if cfg.method.name == "ptft":

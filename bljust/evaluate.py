@@ -19,7 +19,7 @@ from lhotse import CutSet
 
 from bljust.data.dataset import AsrDataset, eval_batches
 from bljust.data.features import Cmvn
-from bljust.data.manifests import ManifestError, load_cuts, scan_librispeech
+from bljust.data.manifests import ManifestError, load_cuts
 from bljust.data.tokenizer import Tokenizer
 from bljust.models.asr import AsrModel
 from bljust.objectives.ctc import greedy_decode
@@ -63,16 +63,21 @@ def load_model(ckpt: dict[str, Any], device: torch.device) -> tuple[AsrModel, To
     return model.to(device).eval(), tokenizer, Cmvn.from_state_dict(ckpt["cmvn"]), cfg
 
 
-def data_cuts(data: str, max_seconds: float) -> CutSet:
-    """Labelled cuts from a LibriSpeech-layout folder, a plain audio,text table, or a CutSet."""
-    from bljust.data.manifests import is_table_manifest, load_table_manifest
+def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None) -> CutSet:
+    """Labelled cuts from a LibriSpeech-layout folder, a plain audio,text table, or a CutSet, their
+    references normalised as the checkpoint's training transcripts were (`text_cfg`)."""
+    from bljust.data.skips import SkipLog
+    from bljust.data.sources import load_entry
+    from bljust.data.text import normalizer_from_config
 
     path = Path(data)
-    if path.is_dir():
-        return scan_librispeech(path, labelled=True, max_seconds=max_seconds)
-    if is_table_manifest(path):
-        return load_table_manifest(path, max_seconds=max_seconds)
-    return load_cuts(path)
+    if not path.exists():
+        raise ManifestError(f"data={path}: not found")
+    skips = SkipLog()
+    cuts = load_entry(path, True, skips, max_seconds, normalizer_from_config(text_cfg))
+    if skips.total:
+        print(f"{path}: {skips.summary()}", file=sys.stderr)
+    return cuts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
                 raise ManifestError(f"split={kv['split']}: no prepared manifest {path}")
             cuts, name = load_cuts(path), kv["split"]
         else:
-            cuts, name = data_cuts(kv["data"], feat["max_utt_seconds"]), Path(kv["data"]).name.split(".")[0]
+            cuts = data_cuts(kv["data"], feat["max_utt_seconds"], cfg.get("text"))
+            name = Path(kv["data"]).name.split(".")[0]
         results = transcribe_cuts(model, cuts, dataset, tokenizer, device)
         if not results:
             raise ManifestError(f"{name}: no usable utterance to score")

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lhotse import CutSet
 from omegaconf import OmegaConf
 
 from bljust.data.audio import BadAudio, read_audio
 from bljust.data.features import Cmvn, fbank
-from bljust.data.manifests import ManifestError, cut_text, load_cuts, scan_librispeech
+from bljust.data.manifests import cut_text, load_cuts
 from bljust.data.skips import SkipLog
+from bljust.data.sources import check_sources, load_split
+from bljust.data.text import normalizer_from_config
 from bljust.data.tokenizer import Tokenizer, train_tokenizer
 from bljust.errors import UserError
 
@@ -42,8 +43,8 @@ class PreparedData:
 
 
 def split_name(folder: str) -> str:
-    """'dev' -> 'dev', 'LibriSpeech/dev-clean' -> 'dev-clean'."""
-    return Path(folder).name
+    """'dev' -> 'dev', 'LibriSpeech/dev-clean' -> 'dev-clean', 'company/test.csv' -> 'test'."""
+    return Path(folder).name.split(".")[0]
 
 
 def _paths(cfg: Any) -> PreparedData:
@@ -67,6 +68,7 @@ def _signature(cfg: Any) -> dict[str, Any]:
         "recipe": OmegaConf.to_container(cfg.recipe, resolve=True),
         "features": OmegaConf.to_container(cfg.features, resolve=True),
         "tokenizer": OmegaConf.to_container(cfg.tokenizer, resolve=True),
+        "text": OmegaConf.to_container(cfg.text, resolve=True),
     }
 
 
@@ -107,26 +109,25 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     log = print if verbose else (lambda *a, **k: None)
     if cfg.recipe.source == "demo":
         ensure_demo_corpus(cfg)
-    corpus = Path(cfg.recipe.corpus_dir)
-    if not corpus.is_dir():
-        raise ManifestError(f"recipe.corpus_dir={corpus}: folder not found")
+    check_sources(cfg.recipe)
+    normalize = normalizer_from_config(cfg.text)
     (out.data_dir / "manifests").mkdir(parents=True, exist_ok=True)
     max_s = cfg.features.max_utt_seconds
     skips: dict[str, SkipLog] = {}
 
-    def build(folders: list[str], labelled: bool, path: Path, role: str) -> None:
-        log_ = skips.setdefault(role, SkipLog())
-        parts = [scan_librispeech(corpus / f, labelled, log_, max_s) for f in folders]
-        cuts = parts[0] if len(parts) == 1 else CutSet.from_cuts(c for p in parts for c in p)
+    def build(role: str, entries: list[str], path: Path, name: str) -> None:
+        log_ = skips.setdefault(name, SkipLog())
+        cuts = load_split(cfg.recipe, role, entries, log_, max_s, normalize)
         cuts.to_file(path)
         hours = sum(c.duration for c in cuts) / 3600
-        log(f"prepare: {role}: {len(cuts)} utterances, {hours:.2f} h -> {path} ({log_.summary()})", flush=True)
+        log(f"prepare: {name}: {len(cuts)} utterances, {hours:.2f} h -> {path} ({log_.summary()})", flush=True)
 
-    build(list(cfg.recipe.labelled), True, out.labelled, "labelled")
+    build("labelled", list(cfg.recipe.labelled), out.labelled, "labelled")
     if out.unlabelled:
-        build(list(cfg.recipe.unlabelled), False, out.unlabelled, "unlabelled")
-    for folder in [*cfg.recipe.dev, *cfg.recipe.test]:
-        build([folder], True, out.eval_splits[split_name(folder)], split_name(folder))
+        build("unlabelled", list(cfg.recipe.unlabelled), out.unlabelled, "unlabelled")
+    for role in ("dev", "test"):
+        for entry in cfg.recipe[role]:
+            build(role, [entry], out.eval_splits[split_name(entry)], split_name(entry))
 
     labelled = load_cuts(out.labelled)
     texts = [cut_text(c) for c in labelled]

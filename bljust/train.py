@@ -23,7 +23,7 @@ from tqdm import tqdm
 from bljust.config import register_configs, validate
 from bljust.data.dataset import AsrDataset, BatchStream
 from bljust.data.features import Cmvn
-from bljust.data.manifests import load_cuts
+from bljust.data.manifests import cut_text, load_cuts
 from bljust.data.specaug import SpecAugment
 from bljust.data.tokenizer import Tokenizer
 from bljust.errors import UserError
@@ -33,6 +33,7 @@ from bljust.models.asr import AsrModel, count_parameters
 from bljust.prepare import PreparedData, prepare
 from bljust.tracking.checkpoint import FORMAT_VERSION, load_checkpoint, rng_state, save_atomic, set_rng_state
 from bljust.tracking.metrics import MetricsWriter
+from bljust.tracking.warm_start import warm_start
 from bljust.tracking.wandb_run import WandbRun
 
 
@@ -64,9 +65,14 @@ class Trainer:
         self.data: PreparedData = prepare(cfg)
         self.tokenizer = Tokenizer.load(self.data.tokenizer)
         self.cmvn = Cmvn.load(self.data.cmvn)
+        warm = None
+        if cfg.init_from:  # its CMVN, and its tokenizer when that spells our labels (tracking/warm_start.py)
+            warm = warm_start(cfg.init_from, cfg.model, (cut_text(c) for c in load_cuts(self.data.labelled)))
+            self.cmvn = warm.cmvn
+            self.tokenizer = warm.tokenizer if warm.keep_head else self.tokenizer
         self.model = AsrModel(cfg.model, self.tokenizer.vocab_size).to(self.device)
-        if cfg.init_from:
-            self._init_weights(cfg.init_from)
+        if warm is not None:
+            warm.load_into(self.model)
 
         f = cfg.features
         self.labelled_ds = AsrDataset(self.cmvn, self.tokenizer, f.sample_rate, f.num_mel_bins, f.max_utt_seconds)
@@ -92,14 +98,6 @@ class Trainer:
                 raise UserError(f"method={self.cfg.method.name} needs unlabelled data: recipe.unlabelled is empty")
             self._unlabelled = self._stream(load_cuts(self.data.unlabelled), self.unlabelled_ds, self.cfg.train.seed + 1)
         return self._unlabelled
-
-    def _init_weights(self, path: str) -> None:
-        """Start from another run's encoder (and CTC head when the vocabularies agree)."""
-        state = load_checkpoint(path)["model"]
-        own = self.model.state_dict()
-        compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        self.model.load_state_dict(compatible, strict=False)
-        print(f"init_from: loaded {len(compatible)}/{len(own)} tensors from {path}")
 
     # --- checkpoints -------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:

@@ -102,6 +102,46 @@ def test_evaluate_and_transcribe_commands(trained, demo_root):
     assert [line.split("\t")[0] for line in r.stdout.splitlines()] == files
 
 
+def _error_rates(ckpt: Path, data: Path) -> dict[str, float]:
+    """WER/CER of a checkpoint on a table, references normalised as the checkpoint's were."""
+    from bljust.data.dataset import AsrDataset
+    from bljust.evaluate import data_cuts, load_model, score, transcribe_cuts
+
+    model, tok, cmvn, cfg = load_model(load_checkpoint(ckpt), torch.device("cpu"))
+    cuts = data_cuts(str(data), 30.0, cfg.get("text"))
+    return score(transcribe_cuts(model, cuts, AsrDataset(cmvn, tok), tok, torch.device("cpu")))
+
+
+def test_fine_tuning_on_a_company_csv_lowers_its_error(trained, demo_root, tmp_path):
+    """recipe=custom + init_from: a demo checkpoint fine-tuned on a CSV of sentences it never heard
+    with labels (the demo's unlabelled split, exported with audio beside the table) gets better on it."""
+    from conftest import compose
+
+    from bljust.data.tokenizer import Tokenizer
+    from bljust.train import Trainer
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from export_table import export_table
+
+    table = tmp_path / "acme" / "train.csv"
+    export_table(demo_root / "corpus" / "unlabelled", table, minutes=0.75, copy_audio=True)
+    # Keep rows the checkpoint's tokenizer can spell, so its CTC head carries over (warm_start.py).
+    tok = Tokenizer.from_tensor(load_checkpoint(trained / "checkpoints" / "best.pt")["tokenizer"])
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join([lines[0], *[ln for ln in lines[1:] if tok.unknown_fraction(ln.split(",")[1]) == 0]]))
+    base = trained / "checkpoints" / "best.pt"
+    before = _error_rates(base, table)
+    cfg = compose(demo_root, ["recipe=custom", f"recipe.corpus_dir={tmp_path}/acme", "recipe.labelled=[train.csv]",
+                              "recipe.dev=[train.csv]", f"recipe.data_dir={tmp_path}/prepared", f"init_from={base}",
+                              "train.max_steps=40", "train.max_duration=20", "train.eval_every=40", "optim.lr=1e-3",
+                              "optim.warmup_steps=5", f"run_dir={tmp_path}/ft"])
+    after = Trainer(cfg, tmp_path / "ft").run()["train"]
+    print(f"company CSV ({before['utterances']} utterances): WER {before['wer']:.1f} -> {after['wer']:.1f} %, "
+          f"CER {before['cer']:.1f} -> {after['cer']:.1f} %")
+    assert after["utterances"] == before["utterances"] >= 5
+    assert after["cer"] < before["cer"] - 5 and after["wer"] <= before["wer"]
+
+
 def _train_cmd(demo_root: Path, run: Path, steps: int) -> list[str]:
     from conftest import SMALL
 

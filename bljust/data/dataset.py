@@ -143,7 +143,8 @@ class BatchStream:
 
     def _sampler(self) -> DynamicBucketingSampler:
         sampler = DynamicBucketingSampler(
-            self.cuts, max_duration=self.max_duration, num_buckets=self.num_buckets,
+            # lhotse refuses more buckets than cuts; a small company set may have fewer than 10
+            self.cuts, max_duration=self.max_duration, num_buckets=min(self.num_buckets, len(self.cuts)),
             shuffle=self.shuffle, seed=self.seed, drop_last=False,
             world_size=self.world_size, rank=self.rank,
         )

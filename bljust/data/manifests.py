@@ -15,7 +15,7 @@ from lhotse.audio import AudioSource
 
 from bljust.data.skips import SkipLog
 from bljust.errors import UserError
-from bljust.data.text import normalize_text
+from bljust.data.text import Normalizer, normalize_text
 
 AUDIO_SUFFIXES = (".flac", ".wav")
 
@@ -53,14 +53,14 @@ def _find_audio(folder: Path, utt_id: str) -> Path | None:
     return None
 
 
-def _read_transcripts(trans: Path, skips: SkipLog) -> dict[str, str]:
+def _read_transcripts(trans: Path, skips: SkipLog, normalize: Normalizer = normalize_text) -> dict[str, str]:
     """UTTID -> normalised text from one chapter's trans.txt."""
     texts: dict[str, str] = {}
     for line_no, line in enumerate(trans.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
             continue
         utt_id, _, text = line.strip().partition(" ")
-        text = normalize_text(text)
+        text = normalize(text)
         if not text:
             skips.add("empty_transcript", f"{trans}:{line_no}")
         elif utt_id in texts:
@@ -71,7 +71,8 @@ def _read_transcripts(trans: Path, skips: SkipLog) -> dict[str, str]:
 
 
 def scan_librispeech(
-    folder: str | Path, labelled: bool, skips: SkipLog | None = None, max_seconds: float = 30.0
+    folder: str | Path, labelled: bool, skips: SkipLog | None = None, max_seconds: float = 30.0,
+    normalize: Normalizer = normalize_text,
 ) -> CutSet:
     """All utterances under `folder` as a CutSet, sorted by id.
 
@@ -104,7 +105,7 @@ def scan_librispeech(
         if not transcripts:
             raise ManifestError(f"{folder}: no *.trans.txt transcripts found (expected LibriSpeech layout)")
         for trans in transcripts:
-            texts = _read_transcripts(trans, skips)
+            texts = _read_transcripts(trans, skips, normalize)
             for utt_id, text in sorted(texts.items()):
                 path = _find_audio(trans.parent, utt_id)
                 if path is None:
@@ -180,7 +181,8 @@ def is_table_manifest(path: str | Path) -> bool:
         return False
 
 
-def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seconds: float = 30.0) -> CutSet:
+def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seconds: float = 30.0,
+                        normalize: Normalizer = normalize_text) -> CutSet:
     """A CutSet from a plain CSV (header row) or JSONL table with `audio,text[,speaker][,id]`.
 
     Relative audio paths are read relative to the table's own folder, so a table and its audio
@@ -200,7 +202,14 @@ def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seco
         if path.suffix == ".csv":
             rows = list(csv.DictReader(f))
         else:
-            rows = [json.loads(line) for line in f if line.strip()]
+            rows = []
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(dict(json.loads(line)))
+                except (ValueError, TypeError):
+                    raise ManifestError(f"{path}:{n}: not a JSON object") from None
     if not rows:
         raise ManifestError(f"{path}: empty manifest")
     columns = set(rows[0])
@@ -211,7 +220,7 @@ def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seco
         audio = Path(row["audio"])
         audio = audio if audio.is_absolute() else path.parent / audio
         utt_id = row.get("id") or audio.stem
-        text = normalize_text(row.get("text") or "") or None
+        text = normalize(row.get("text") or "") or None
         if "text" in columns and text is None:
             skips.add("empty_transcript", f"{path}:{n}")
             continue
