@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from lhotse import CutSet
 
-from bljust.data.dataset import AsrDataset, eval_batches
+from bljust.data.dataset import AsrDataset, eval_batches, scoring_view
 from bljust.data.features import Cmvn
 from bljust.data.manifests import ManifestError, load_cuts
 from bljust.data.tokenizer import Tokenizer
@@ -29,11 +29,12 @@ from bljust.scoring import error_rates
 @torch.no_grad()
 def transcribe_cuts(model: AsrModel, cuts: CutSet, dataset: AsrDataset, tokenizer: Tokenizer,
                     device: torch.device, max_duration: float = 300.0) -> list[tuple[str, str | None, str]]:
-    """(id, reference or None, hypothesis) for every usable cut, in manifest order."""
+    """(id, reference or None, hypothesis) for every cut with readable audio, in manifest order;
+    references are kept even when the tokenizer cannot spell them (they then count as errors)."""
     was_training = model.training
     model.eval()
     out = []
-    for batch in eval_batches(cuts, dataset, max_duration):
+    for batch in eval_batches(cuts, scoring_view(dataset), max_duration):
         if len(batch) == 0:
             continue
         logits, lens = model(batch.feats.to(device), batch.feat_lens.to(device))
@@ -44,7 +45,12 @@ def transcribe_cuts(model: AsrModel, cuts: CutSet, dataset: AsrDataset, tokenize
 
 
 def score(results: list[tuple[str, str | None, str]]) -> dict[str, float]:
-    return error_rates([r for _, r, _ in results], [h for _, _, h in results])
+    """Corpus WER/CER; utterances with an empty reference have no words to score and are counted."""
+    scorable = [(r, h) for _, r, h in results if r]
+    rates = error_rates([r for r, _ in scorable], [h for _, h in scorable])
+    if len(scorable) < len(results):
+        rates["empty_references"] = len(results) - len(scorable)
+    return rates
 
 
 def write_hyps(results: list[tuple[str, str | None, str]], path: Path) -> None:

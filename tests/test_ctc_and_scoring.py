@@ -66,3 +66,28 @@ def test_wer_and_cer_match_brute_force_edit_distance():
     wer = 100 * sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps)) / sum(len(r.split()) for r in refs)
     cer = 100 * sum(edit_distance(list(r), list(h)) for r, h in zip(refs, hyps)) / sum(len(r) for r in refs)
     assert rates["wer"] == pytest.approx(wer) and rates["cer"] == pytest.approx(cer)
+
+
+def test_evaluation_scores_references_the_tokenizer_cannot_spell(small_cfg):
+    # A test utterance whose reference has a character outside the vocabulary is scored (its
+    # character counts as an error), not silently dropped, which would flatter the WER.
+    from bljust.data.dataset import AsrDataset
+    from bljust.data.features import Cmvn
+    from bljust.data.manifests import load_cuts
+    from bljust.data.tokenizer import Tokenizer
+    from bljust.evaluate import score, transcribe_cuts
+    from bljust.models.asr import AsrModel
+    from bljust.prepare import prepare
+
+    cfg = small_cfg()
+    data = prepare(cfg, verbose=False)
+    tokenizer, cmvn = Tokenizer.load(data.tokenizer), Cmvn.load(data.cmvn)
+    cuts = load_cuts(data.eval_splits["test"]).subset(first=3).to_eager()
+    odd = cuts[0]
+    odd.supervisions[0].text = odd.supervisions[0].text + " ½"
+    assert tokenizer.unknown_fraction(odd.supervisions[0].text) > 0
+    model = AsrModel(cfg.model, tokenizer.vocab_size)
+    results = transcribe_cuts(model, cuts, AsrDataset(cmvn, tokenizer), tokenizer, torch.device("cpu"))
+    assert [r[0] for r in results] == [c.id for c in cuts]
+    assert results[0][1].endswith("½")
+    assert score(results)["utterances"] == 3
