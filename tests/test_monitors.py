@@ -173,3 +173,47 @@ def test_early_prediction_on_synthetic_runs(tmp_path, capsys):
     assert rows["loss_sup"] == ["5", "+0.50", "+0.40"]
     assert (tmp_path / "out" / "ep.png").stat().st_size > 1000
     assert "skipping" in capsys.readouterr().out
+
+
+MONITOR_RUN = ["method=supervised", "train.max_steps=4", "train.log_every=4", "train.eval_every=4",
+               "eval.max_dev_utts=4", "monitor.every_steps=2", "monitor.probe_hours=0.01", "monitor.num_clusters=8"]
+
+
+def test_trainer_logs_monitors_and_their_cost(small_cfg, tmp_path):
+    from bljust.train import Trainer
+    from bljust.tracking.metrics import read_metrics
+
+    cfg = small_cfg([*MONITOR_RUN, f"run_dir={tmp_path}"])
+    Trainer(cfg, tmp_path).run()
+    records = {r["step"]: r for r in read_metrics(tmp_path / "metrics.jsonl") if not r.get("final")}
+    assert "loss_sup" not in records[2] and "loss_sup" in records[4]  # monitor-only record, then merged
+    for step in (2, 4):
+        assert records[step]["monitor/frames"] > 0 and 1.0 <= records[step]["monitor/rankme"] <= 144
+        assert all(math.isfinite(v) for k, v in records[step].items() if k.startswith("monitor"))
+    assert records[4]["monitor_seconds_total"] == pytest.approx(records[2]["monitor_seconds"] + records[4]["monitor_seconds"])
+
+
+def test_pruning_stops_a_run_worse_than_the_finished_median(small_cfg, tmp_path):
+    from bljust.train import Trainer
+
+    sweep = tmp_path / "sweep"
+    for name in ("done1", "done2"):  # finished runs with an unbeatable rankme at 50 % of training
+        write_run(sweep / name, [{"step": 2, "monitor/rankme": 1e6}, {"step": 4, "monitor/rankme": 1e6}], 50.0)
+    run = sweep / "me"
+    cfg = small_cfg([*MONITOR_RUN, "monitor.prune.enabled=true", "monitor.prune.fractions=[0.5]", f"run_dir={run}"])
+    assert Trainer(cfg, run).run() == {}
+    marker = json.loads((run / "PRUNED.json").read_text())
+    assert marker["step"] == 2 and marker["finished_runs"] == 2 and marker["median"] == 1e6
+    assert (run / "checkpoints" / "last.pt").is_file() and not (run / "wer.json").exists()
+    assert Trainer(cfg, run).run() == {}  # a pruned run is not resumed
+    assert not (run / "wer.json").exists()
+
+
+def test_bad_monitor_settings_fail_clearly():
+    from bljust.cli import compose_config
+    from bljust.config import ConfigError
+
+    with pytest.raises(ConfigError, match="monitor.every_steps"):
+        compose_config(["monitor.every_steps=0"])
+    with pytest.raises(ConfigError, match="monitor.prune.fractions"):
+        compose_config(["monitor.prune.fractions=[1.5]"])

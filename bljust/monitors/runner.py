@@ -13,6 +13,7 @@ import torch
 from bljust.config import ConfigError
 from bljust.data.dataset import AsrDataset
 from bljust.data.manifests import load_cuts
+from bljust.errors import UserError
 from bljust.models.asr import AsrModel
 from bljust.monitors.embed import embed_frames
 from bljust.monitors.probe import ProbeSet, load_probe, select_probe_cuts, subsample_indices
@@ -47,6 +48,8 @@ class Monitor:
         if self.probe is None:  # built on first use: runs that never monitor never read the audio
             cuts = select_probe_cuts(load_cuts(self.manifest), self.cfg.probe_hours, self.cfg.seed)
             self.probe = load_probe(cuts, self.dataset, self.cfg.batch_duration)
+            if self.probe.utterances == 0:
+                raise UserError(f"monitor: no usable probe audio in {self.manifest} (monitor.enabled=false skips monitors)")
             print(f"monitor: probe set of {self.probe.utterances} utterances, {self.probe.seconds / 3600:.2f} h "
                   f"from {self.manifest}")
         x = embed_frames(model, self.probe, self.cfg.layer, self.device)
