@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     target = f"{args.split} {args.metric.upper()}"
     table = markdown(analyse(runs, args.fractions), args.fractions, target)
     print(f"{len(runs)} runs; final {target}: " + ", ".join(f"{r.final_error:.1f}" for r in runs))
+    if len({r.final_error for r in runs}) == 1:
+        print(f"early_prediction: every run ends at the same {target}: no ranking to predict (correlations are –)")
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
