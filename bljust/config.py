@@ -197,6 +197,37 @@ class LoggingConfig:
 
 
 @dataclass
+class PruneConfig:
+    """Successive-halving style pruning for sweeps: at each fraction of training, stop this run if
+    `metric` is worse than the median of the finished runs under `sweep_root` at that fraction."""
+
+    enabled: bool = False
+    metric: str = "rankme"  # a monitor name (rankme, silhouette, ami, ...) without the monitor/ prefix
+    fractions: list[float] = field(default_factory=lambda: [0.2, 0.5])
+    sweep_root: Optional[str] = None  # folder searched for finished runs; None = the run folder's parent
+    min_finished: int = 2  # fewer finished runs than this: never prune
+
+
+@dataclass
+class MonitorConfig:
+    """Label-free monitors (DESIGN.md section 5) on a fixed probe set of (unlabelled) audio."""
+
+    enabled: bool = True
+    every_steps: int = 500
+    layer: int = 0  # encoder block whose output is probed, 1-based; 0 = the last block
+    probe_hours: float = 1.0
+    max_frames: int = 50000  # encoder frames (40 ms) kept from the probe set, a fixed subsample
+    num_clusters: int = 256
+    kmeans_seeds: list[int] = field(default_factory=lambda: [0, 1])  # AMI compares the first two
+    kmeans_batch_size: int = 4096
+    silhouette_frames: int = 2000  # silhouette is O(n^2): on a fixed subsample
+    rank_rtol: float = 1e-3  # numerical rank counts singular values above rank_rtol * the largest
+    seed: int = 0  # picks the probe utterances and the frame subsamples
+    batch_duration: float = 300.0  # seconds of audio per forward pass over the probe set
+    prune: PruneConfig = field(default_factory=PruneConfig)
+
+
+@dataclass
 class MethodConfig:
     """What one training step does. Each method extends this with its own keys."""
 
@@ -223,6 +254,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     seed: int = 0  # shorthand for sweeps (seed=0,1); conf/config.yaml makes train.seed follow it
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     run_name: str = "seed${train.seed}"
     run_dir: str = "runs/${recipe.name}/${method.name}/${run_name}"
     device: str = "auto"  # auto | cpu | cuda
@@ -320,6 +352,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="monitor", name="base_monitor", node=MonitorConfig)
     for name, schema in METHOD_SCHEMAS.items():
         cs.store(group="method", name=f"{name}_schema", node=schema)
 
@@ -354,6 +387,7 @@ def validate(cfg: Any) -> None:
         (cfg.text.case in ("upper", "lower", "keep"), "text.case must be upper, lower or keep"),
         (cfg.method.name in METHOD_SCHEMAS, f"method.name {cfg.method.name!r} is not one of {sorted(METHOD_SCHEMAS)}"),
     ]
+    checks += monitor_checks(cfg.monitor)
     if cfg.method.name == "ptft":
         checks.append((cfg.method.pretrain_steps >= 0, "method.pretrain_steps must be >= 0"))
     if cfg.method.name == "bljust":
@@ -385,4 +419,16 @@ def pseudo_label_checks(m: Any) -> list[tuple[bool, str]]:
         (m.pl_dropout is None or 0.0 <= m.pl_dropout < 1.0, "method.pl_dropout must be in [0, 1) or null"),
         (m.confidence in ("max_posterior", "logprob"), "method.confidence must be max_posterior or logprob"),
         (m.label_batch_duration > 0, "method.label_batch_duration must be > 0 seconds"),
+    ]
+
+
+def monitor_checks(m: Any) -> list[tuple[bool, str]]:
+    return [
+        (m.every_steps > 0, "monitor.every_steps must be > 0"),
+        (m.layer >= 0, "monitor.layer must be >= 0 (0 = the last encoder block)"),
+        (m.probe_hours > 0 and m.max_frames > 0, "monitor.probe_hours and monitor.max_frames must be > 0"),
+        (m.num_clusters >= 2, "monitor.num_clusters must be >= 2"),
+        (len(m.kmeans_seeds) >= 2, "monitor.kmeans_seeds needs two seeds (AMI compares them)"),
+        (m.silhouette_frames >= 2, "monitor.silhouette_frames must be >= 2"),
+        (all(0.0 < f < 1.0 for f in m.prune.fractions), "monitor.prune.fractions must lie in (0, 1)"),
     ]

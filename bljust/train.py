@@ -30,6 +30,8 @@ from bljust.errors import UserError
 from bljust.evaluate import score, transcribe_cuts, write_hyps
 from bljust.methods import TrainContext, build_method
 from bljust.models.asr import AsrModel, count_parameters
+from bljust.monitors import Monitor
+from bljust.monitors.pruning import MARKER as PRUNED_MARKER
 from bljust.prepare import PreparedData, prepare
 from bljust.tracking.checkpoint import FORMAT_VERSION, load_checkpoint, rng_state, save_atomic, set_rng_state
 from bljust.tracking.metrics import MetricsWriter
@@ -82,6 +84,8 @@ class Trainer:
         self.ctx = TrainContext(cfg, self.model, self.device, self.labelled, self.unlabelled_stream,
                                 SpecAugment(cfg.specaug), out_dir=out_dir)
         self.method = build_method(self.ctx)
+        self.monitor = Monitor(cfg.monitor, self.data.unlabelled or self.data.labelled, self.unlabelled_ds,
+                               self.device, cfg.model.num_layers, out_dir)
         self.step, self.best_dev_error, self.train_seconds, self.wandb_id = 0, float("inf"), 0.0, None
         self.dev_cuts = {s: load_cuts(self.data.eval_splits[s]) for s in self.data.dev_splits}
         if cfg.eval.max_dev_utts:
@@ -109,6 +113,7 @@ class Trainer:
             "method": self.method.state_dict(), "streams": streams, "rng": rng_state(),
             "config": self.resolved, "tokenizer": self.tokenizer.to_tensor(), "cmvn": self.cmvn.state_dict(),
             "best_dev_error": self.best_dev_error, "train_seconds": self.train_seconds, "wandb_id": self.wandb_id,
+            "monitor_seconds": self.monitor.seconds_total,
         }
 
     def save(self, name: str = "last.pt") -> None:
@@ -127,6 +132,7 @@ class Trainer:
         set_rng_state(ckpt["rng"])
         self.step, self.best_dev_error = ckpt["step"], ckpt["best_dev_error"]
         self.train_seconds, self.wandb_id = ckpt["train_seconds"], ckpt["wandb_id"]
+        self.monitor.seconds_total = ckpt.get("monitor_seconds", 0.0)
         return True
 
     # --- evaluation --------------------------------------------------------------------------
@@ -167,6 +173,9 @@ class Trainer:
         if self.step >= self.method.total_steps() and wer_path.is_file():
             print(f"run already finished at step {self.step}: {wer_path}")
             return json.loads(wer_path.read_text())
+        if (self.out_dir / PRUNED_MARKER).is_file():
+            print(f"run was pruned, not resumed: {self.out_dir / PRUNED_MARKER}")
+            return {}
         metrics = MetricsWriter(self.out_dir / "metrics.jsonl", resume_step=self.step)
         wandb = WandbRun(cfg.logging.wandb, cfg.recipe.wandb_project, cfg.logging.group, cfg.run_name,
                          cfg.method.name, self.resolved, self.out_dir, self.wandb_id, list(cfg.logging.tags))
@@ -184,11 +193,13 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, disable=not t.progress, dynamic_ncols=True)
         self.model.train()
         window_start, window_steps = time.perf_counter(), 0
-        while self.step < total and stop["signal"] is None:
+        while self.step < total and stop["signal"] is None and self.monitor.prune_message is None:
             out = self.method.step(self.step)
             self.step += 1
             window_steps += 1
             bar.update(1)
+            monitored = self.monitor.maybe_run(self.model, self.step, total)
+            window_start += monitored.get("monitor_seconds", 0.0)  # monitor time is not training time
             log_now = self.step % t.log_every == 0 or self.step == total
             eval_now = self.step % t.eval_every == 0 or self.step == total
             if log_now or eval_now:
@@ -199,7 +210,7 @@ class Trainer:
                           "skipped_utterances": self.labelled.skips.total
                           + (self._unlabelled.skips.total if self._unlabelled else 0),
                           "nonfinite_skips": self.method.nonfinite_skips,
-                          **{k: float(v) for k, v in out.items()}}
+                          **{k: float(v) for k, v in out.items()}, **monitored}
                 if eval_now:
                     eval_start = time.perf_counter()
                     record.update(self.evaluate_dev())
@@ -212,6 +223,9 @@ class Trainer:
                 wandb.log(record, self.step)
                 bar.set_postfix({k: f"{record[k]:.3g}" for k in record if k.startswith(("loss", "dev"))})
                 window_start, window_steps = time.perf_counter(), 0
+            elif monitored:
+                metrics.write({"step": self.step, **monitored})
+                wandb.log(monitored, self.step)
             if self.step % t.ckpt_every == 0 or self.step == total:
                 self.train_seconds += time.perf_counter() - window_start
                 window_start = time.perf_counter()
@@ -220,6 +234,12 @@ class Trainer:
         if stop["signal"] is not None:
             self.save()
             print(f"stopped by signal {stop['signal']} at step {self.step}; last.pt saved, re-run to resume")
+            metrics.close()
+            wandb.finish()
+            return {}
+        if self.monitor.prune_message is not None:
+            self.save()
+            print(self.monitor.prune_message)
             metrics.close()
             wandb.finish()
             return {}
