@@ -174,6 +174,11 @@ class TrainConfig:
     ckpt_every: int = 250
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     progress: bool = True
+    # Stop when more than this fraction of a data set's utterances is unusable (checked when
+    # manifests are built and at every epoch end): a few bad files are skipped, a broken corpus is not.
+    max_bad_fraction: float = 0.1
+    # Stop after this many consecutive steps with a non-finite loss or gradient (each is skipped).
+    max_nonfinite_steps: int = 20
 
 
 @dataclass
@@ -366,6 +371,14 @@ def validate(cfg: Any) -> None:
     checks = [
         (cfg.train.max_steps > 0, "train.max_steps must be > 0"),
         (cfg.train.max_duration > 0, "train.max_duration must be > 0 seconds"),
+        (min(cfg.train.log_every, cfg.train.eval_every, cfg.train.ckpt_every) > 0,
+         "train.log_every, train.eval_every and train.ckpt_every must be > 0"),
+        (cfg.train.num_workers >= 0, "train.num_workers must be >= 0"),
+        (cfg.train.num_buckets >= 2, "train.num_buckets must be >= 2 (lhotse's bucketing sampler needs two)"),
+        (0.0 <= cfg.train.max_bad_fraction <= 1.0, "train.max_bad_fraction must be in [0, 1]"),
+        (cfg.train.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be >= 1"),
+        (cfg.features.max_utt_seconds > 0, "features.max_utt_seconds must be > 0"),
+        (0.0 <= cfg.specaug.time_mask_max_frac <= 1.0, "specaug.time_mask_max_frac must be in [0, 1]"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
         (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule must be cosine or constant"),

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from bljust.data.audio import BadAudio, read_audio
 from bljust.data.features import Cmvn, fbank
 from bljust.data.manifests import cut_text, load_cuts
-from bljust.data.skips import SkipLog
+from bljust.data.skips import SkipLog, check_bad_fraction
 from bljust.data.sources import check_sources, load_split
 from bljust.data.text import normalizer_from_config
 from bljust.data.tokenizer import Tokenizer, train_tokenizer
@@ -97,6 +97,15 @@ def _cmvn(cuts, sample_rate: int, num_mel_bins: int, skips: SkipLog) -> Cmvn:
     return Cmvn.from_features(chunks)
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or {} if the file is torn or not an object."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     """Build whatever is missing or stale for `cfg.recipe`; return the paths."""
     out = _paths(cfg)
@@ -104,7 +113,7 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     signature = _signature(cfg)
     expected = [out.labelled, out.cmvn, out.tokenizer, *out.eval_splits.values()] + ([out.unlabelled] if out.unlabelled else [])
     if sig_path.is_file() and all(p.is_file() for p in expected):
-        if json.loads(sig_path.read_text()).get("signature") == signature:
+        if _read_json(sig_path).get("signature") == signature:
             return out
     log = print if verbose else (lambda *a, **k: None)
     if cfg.recipe.source == "demo":
@@ -118,6 +127,7 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     def build(role: str, entries: list[str], path: Path, name: str) -> None:
         log_ = skips.setdefault(name, SkipLog())
         cuts = load_split(cfg.recipe, role, entries, log_, max_s, normalize)
+        check_bad_fraction(f"{name} data ({', '.join(entries)})", log_, len(cuts), cfg.train.max_bad_fraction)
         cuts.to_file(path)
         hours = sum(c.duration for c in cuts) / 3600
         log(f"prepare: {name}: {len(cuts)} utterances, {hours:.2f} h -> {path} ({log_.summary()})", flush=True)
@@ -137,8 +147,10 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     cmvn_skips = skips.setdefault("cmvn", SkipLog())
     _cmvn(labelled, cfg.features.sample_rate, cfg.features.num_mel_bins, cmvn_skips).save(out.cmvn)
     log(f"prepare: CMVN statistics -> {out.cmvn}", flush=True)
-    sig_path.write_text(json.dumps({"signature": signature,
-                                    "skipped": {k: v.as_dict() for k, v in skips.items()}}, indent=1))
+    # Written last and renamed into place: a prepare killed half-way is redone, never trusted.
+    tmp = sig_path.with_name(f".{sig_path.name}.tmp")
+    tmp.write_text(json.dumps({"signature": signature, "skipped": {k: v.as_dict() for k, v in skips.items()}}, indent=1))
+    tmp.replace(sig_path)
     return out
 
 

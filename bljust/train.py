@@ -33,10 +33,21 @@ from bljust.models.asr import AsrModel, count_parameters
 from bljust.monitors import Monitor
 from bljust.monitors.pruning import MARKER as PRUNED_MARKER
 from bljust.prepare import PreparedData, prepare
-from bljust.tracking.checkpoint import FORMAT_VERSION, load_checkpoint, rng_state, save_atomic, set_rng_state
+from bljust.data.skips import check_bad_fraction
+from bljust.tracking.checkpoint import (FORMAT_VERSION, load_checkpoint, load_latest, rng_state, save_atomic,
+                                        set_rng_state)
+from bljust.tracking.faults import fault_point
 from bljust.tracking.metrics import MetricsWriter
 from bljust.tracking.warm_start import warm_start
-from bljust.tracking.wandb_run import WandbRun
+from bljust.tracking.wandb_run import WandbRun, refuse_secrets
+
+# The running bad-data check waits for this many utterances of an epoch, so a few bad files
+# early in the shuffle do not stop a run; the end-of-epoch check always applies.
+BAD_FRACTION_MIN_SEEN = 500
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
 
 
 def pick_device(setting: str) -> torch.device:
@@ -60,6 +71,7 @@ class Trainer:
         validate(cfg)
         self.cfg, self.out_dir = cfg, out_dir
         self.resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        refuse_secrets(self.resolved)
         self.ckpt_dir = out_dir / "checkpoints"
         self.device = pick_device(cfg.device)
         seed_everything(cfg.train.seed)
@@ -87,6 +99,10 @@ class Trainer:
         self.monitor = Monitor(cfg.monitor, self.data.unlabelled or self.data.labelled, self.unlabelled_ds,
                                self.device, cfg.model.num_layers, out_dir)
         self.step, self.best_dev_error, self.train_seconds, self.wandb_id = 0, float("inf"), 0.0, None
+        self.last_saved: tuple[Path, int] | None = None
+        # Run-level state owned by the trainer rather than the method (e.g. the monitor's probe
+        # history): anything with state_dict()/load_state_dict() registered here is checkpointed.
+        self.stateful: dict[str, Any] = {}
         self.dev_cuts = {s: load_cuts(self.data.eval_splits[s]) for s in self.data.dev_splits}
         if cfg.eval.max_dev_utts:
             self.dev_cuts = {s: c.subset(first=cfg.eval.max_dev_utts) for s, c in self.dev_cuts.items()}
@@ -114,16 +130,29 @@ class Trainer:
             "config": self.resolved, "tokenizer": self.tokenizer.to_tensor(), "cmvn": self.cmvn.state_dict(),
             "best_dev_error": self.best_dev_error, "train_seconds": self.train_seconds, "wandb_id": self.wandb_id,
             "monitor_seconds": self.monitor.seconds_total,
+            "extra": {k: v.state_dict() for k, v in self.stateful.items()},
         }
 
     def save(self, name: str = "last.pt") -> None:
-        save_atomic(self.checkpoint(), self.ckpt_dir / name)
+        """Write a checkpoint; last.pt keeps its predecessor as prev.pt.
 
-    def resume(self) -> bool:
-        path = self.ckpt_dir / "last.pt"
-        if not path.is_file():
-            return False
-        ckpt = load_checkpoint(path, self.device)
+        last.pt is not overwritten while steps are being skipped for non-finite values, so a run
+        that stops on them leaves its last good state on disk.
+        """
+        if name == "last.pt" and self.method.nonfinite_streak:
+            return
+        save_atomic(self.checkpoint(), self.ckpt_dir / name, keep_previous="prev.pt" if name == "last.pt" else None)
+        if name == "last.pt":
+            self.last_saved = (self.ckpt_dir / name, self.step)
+
+    def resume(self) -> Path | None:
+        """Load last.pt, or prev.pt when last.pt is missing or unreadable; the path used, or None."""
+        found = load_latest([self.ckpt_dir / "last.pt", self.ckpt_dir / "prev.pt"], self.device)
+        if found is None:
+            return None
+        ckpt, path, problems = found
+        for problem in problems:
+            print(f"warning: {problem}; falling back to {path} (step {ckpt['step']})")
         self.model.load_state_dict(ckpt["model"])
         self.method.load_state_dict(ckpt["method"])
         self.labelled.load_state_dict(ckpt["streams"]["labelled"])
@@ -133,11 +162,44 @@ class Trainer:
         self.step, self.best_dev_error = ckpt["step"], ckpt["best_dev_error"]
         self.train_seconds, self.wandb_id = ckpt["train_seconds"], ckpt["wandb_id"]
         self.monitor.seconds_total = ckpt.get("monitor_seconds", 0.0)
-        return True
+        for k, v in self.stateful.items():
+            if k in ckpt.get("extra", {}):
+                v.load_state_dict(ckpt["extra"][k])
+        self.last_saved = (path, ckpt["step"])
+        return path
+
+    def after_step(self, metrics: MetricsWriter, wandb: WandbRun) -> None:
+        """Checks after every step: epoch-end skip summaries, the bad-data limit, non-finite streaks."""
+        t = self.cfg.train
+        streams = {"labelled": self.labelled, "unlabelled": self._unlabelled}
+        try:
+            for name, stream in streams.items():
+                if stream is None:
+                    continue
+                for epoch, used, skips in stream.finished_epochs:
+                    print(f"{name} data, epoch {epoch} done at step {self.step}: used {used} utterances, {skips.summary()}")
+                    metrics.write({"step": self.step, "epoch_end": name, "epoch": epoch, "used": used,
+                                   "skipped": skips.total, "skip_reasons": skips.as_dict()})
+                    wandb.log({f"{name}_epoch_skipped": skips.total}, self.step)
+                    check_bad_fraction(f"{name} data, epoch {epoch}", skips, used, t.max_bad_fraction)
+                stream.finished_epochs.clear()
+                check_bad_fraction(f"{name} data, epoch {stream.epoch} so far", stream.epoch_skips,
+                                   stream.epoch_used, t.max_bad_fraction, BAD_FRACTION_MIN_SEEN)
+            streak = self.method.nonfinite_streak
+            if streak >= t.max_nonfinite_steps:
+                last = f"{self.last_saved[0]} (step {self.last_saved[1]})" if self.last_saved else "none written yet"
+                raise TrainingDiverged(
+                    f"stopped at step {self.step}: {streak} consecutive steps had a non-finite loss or gradient "
+                    f"(train.max_nonfinite_steps={t.max_nonfinite_steps}); last good checkpoint: {last}")
+        except UserError:
+            metrics.close()
+            wandb.finish()
+            raise
 
     # --- evaluation --------------------------------------------------------------------------
     def evaluate_dev(self) -> dict[str, float]:
         out = {}
+        fault_point("eval")
         for split, cuts in self.dev_cuts.items():
             rates = score(transcribe_cuts(self.model, cuts, self.labelled_ds, self.tokenizer, self.device,
                                           self.cfg.eval.batch_duration))
@@ -168,7 +230,7 @@ class Trainer:
         (self.out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(self.resolved)))
         resumed = self.resume()
         if resumed:
-            print(f"resumed from {self.ckpt_dir / 'last.pt'} at step {self.step}")
+            print(f"resumed from {resumed} at step {self.step}")
         wer_path = self.out_dir / "wer.json"
         if self.step >= self.method.total_steps() and wer_path.is_file():
             print(f"run already finished at step {self.step}: {wer_path}")
@@ -195,6 +257,7 @@ class Trainer:
         window_start, window_steps = time.perf_counter(), 0
         while self.step < total and stop["signal"] is None and self.monitor.prune_message is None:
             out = self.method.step(self.step)
+            fault_point("step")
             self.step += 1
             window_steps += 1
             bar.update(1)
@@ -226,6 +289,7 @@ class Trainer:
             elif monitored:
                 metrics.write({"step": self.step, **monitored})
                 wandb.log(monitored, self.step)
+            self.after_step(metrics, wandb)
             if self.step % t.ckpt_every == 0 or self.step == total:
                 self.train_seconds += time.perf_counter() - window_start
                 window_start = time.perf_counter()
@@ -233,7 +297,8 @@ class Trainer:
         bar.close()
         if stop["signal"] is not None:
             self.save()
-            print(f"stopped by signal {stop['signal']} at step {self.step}; last.pt saved, re-run to resume")
+            saved = f"{self.last_saved[0]} (step {self.last_saved[1]})" if self.last_saved else "no checkpoint"
+            print(f"stopped by signal {stop['signal']} at step {self.step}; resume point {saved}: re-run to resume")
             metrics.close()
             wandb.finish()
             return {}

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from bljust.data.audio import BadAudio, read_audio
 from bljust.data.features import Cmvn, fbank
 from bljust.data.manifests import cut_text
-from bljust.data.skips import SkipLog
+from bljust.data.skips import BadDataError, SkipLog
 from bljust.data.tokenizer import Tokenizer
 
 
@@ -98,7 +98,7 @@ class AsrDataset(torch.utils.data.Dataset):
             try:
                 wave = read_audio(cut.recording.sources[0].source, self.sample_rate, self.max_seconds)
             except BadAudio as err:
-                skips.add("bad_audio", str(err))
+                skips.add(err.reason, str(err))
                 continue
             f = fbank(wave, self.num_mel_bins, self.sample_rate)
             if f.shape[0] < 8:  # under ~80 ms gives no 40 ms encoder frame worth training on
@@ -141,7 +141,10 @@ class BatchStream:
         self.num_workers, self.shuffle, self.pin_memory = num_workers, shuffle, pin_memory
         self.world_size, self.rank = world_size, rank
         self.epoch, self.batch_in_epoch = 0, 0
-        self.skips = SkipLog()
+        self.skips = SkipLog()  # the whole run
+        self.epoch_skips, self.epoch_used = SkipLog(), 0  # the epoch so far
+        # (epoch, utterances used, skips) of finished epochs the trainer has not reported yet
+        self.finished_epochs: list[tuple[int, int, SkipLog]] = []
         self._it: Iterator[Batch] | None = None
 
     def _sampler(self) -> DynamicBucketingSampler:
@@ -170,29 +173,46 @@ class BatchStream:
         return self
 
     def __next__(self) -> Batch:
-        for _ in range(2):  # at most one epoch boundary per call
+        """The next batch with at least one usable utterance (a batch of only bad files is passed
+        over, its skips counted)."""
+        boundaries = 0
+        while True:
             if self._it is None:
                 self._start()
             try:
                 batch = next(self._it)
             except StopIteration:
                 self._it = None
+                if self.epoch_used == 0 and self.batch_in_epoch > 0 and boundaries == 1:
+                    raise BadDataError(f"no usable utterance in a whole epoch ({self.epoch_skips.summary()})")
+                self.finished_epochs.append((self.epoch, self.epoch_used, self.epoch_skips))
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                self.epoch_skips, self.epoch_used = SkipLog(), 0
+                boundaries += 1
+                if boundaries > 2:
+                    raise RuntimeError("the sampler yielded no batch for a whole epoch: is the manifest empty?")
                 continue
             self.batch_in_epoch += 1
             self.skips.update(batch.skips)
-            return batch
-        raise RuntimeError("the sampler yielded no batch for a whole epoch: is the manifest empty?")
+            self.epoch_skips.update(batch.skips)
+            self.epoch_used += len(batch)
+            if len(batch):
+                return batch
 
     def batches_per_epoch(self) -> int:
         """Batches in the current epoch, counted from the sampler alone (no audio is read)."""
         return sum(1 for _ in self._sampler())
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+    def state_dict(self) -> dict:
+        # Skip counts travel with the position, so a resumed run reports the same totals.
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "skips": self.skips.state_dict(),
+                "epoch_skips": self.epoch_skips.state_dict(), "epoch_used": self.epoch_used}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
+        self.skips, self.epoch_skips = SkipLog.from_state(state.get("skips")), SkipLog.from_state(state.get("epoch_skips"))
+        self.epoch_used = int(state.get("epoch_used", 0))
+        self.finished_epochs = []
         self._it = None
 
 

@@ -13,6 +13,7 @@ import soundfile as sf
 from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 from lhotse.audio import AudioSource
 
+from bljust.data.audio import BadAudio, check_header
 from bljust.data.skips import SkipLog
 from bljust.errors import UserError
 from bljust.data.text import Normalizer, normalize_text
@@ -24,23 +25,24 @@ class ManifestError(UserError, ValueError):
     """A corpus folder or manifest that cannot be used at all; the message names it."""
 
 
-def _recording(rec_id: str, path: Path, skips: SkipLog, max_seconds: float) -> Recording | None:
-    """A lhotse Recording from the file header, or None (counted) if the file is unusable."""
+def _recording(rec_id: str, path: Path, skips: SkipLog, max_seconds: float, sample_rate: int = 0) -> Recording | None:
+    """A lhotse Recording from the file header, or None (counted) if the file is unusable.
+
+    Only the header is read here; faults in the samples (a corrupt or truncated FLAC) surface
+    when training reads the file and are skipped and counted there. sample_rate=0 accepts any
+    rate here (reading refuses rates below the model's).
+    """
     try:
         info = sf.info(str(path))
     except Exception:
         skips.add("unreadable_audio", str(path))
         return None
-    if info.channels != 1:
-        skips.add("multichannel_audio", str(path))
-        return None
-    if info.frames == 0:
-        skips.add("empty_audio", str(path))
+    try:
+        check_header(path, info.frames, info.samplerate, info.channels, sample_rate, max_seconds)
+    except BadAudio as err:
+        skips.add(err.reason, str(path))
         return None
     duration = info.frames / info.samplerate
-    if duration > max_seconds:
-        skips.add("too_long_audio", str(path))
-        return None
     source = AudioSource(type="file", channels=[0], source=str(path.resolve()))
     return Recording(rec_id, [source], info.samplerate, info.frames, duration)
 
@@ -72,7 +74,7 @@ def _read_transcripts(trans: Path, skips: SkipLog, normalize: Normalizer = norma
 
 def scan_librispeech(
     folder: str | Path, labelled: bool, skips: SkipLog | None = None, max_seconds: float = 30.0,
-    normalize: Normalizer = normalize_text,
+    normalize: Normalizer = normalize_text, sample_rate: int = 0,
 ) -> CutSet:
     """All utterances under `folder` as a CutSet, sorted by id.
 
@@ -92,7 +94,7 @@ def scan_librispeech(
         if utt_id in seen:
             skips.add("duplicate_id", str(path))
             return
-        rec = _recording(utt_id, path, skips, max_seconds)
+        rec = _recording(utt_id, path, skips, max_seconds, sample_rate)
         if rec is None:
             return
         seen.add(utt_id)
@@ -182,7 +184,7 @@ def is_table_manifest(path: str | Path) -> bool:
 
 
 def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seconds: float = 30.0,
-                        normalize: Normalizer = normalize_text) -> CutSet:
+                        normalize: Normalizer = normalize_text, sample_rate: int = 0) -> CutSet:
     """A CutSet from a plain CSV (header row) or JSONL table with `audio,text[,speaker][,id]`.
 
     Relative audio paths are read relative to the table's own folder, so a table and its audio
@@ -198,18 +200,21 @@ def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seco
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        if path.suffix == ".csv":
-            rows = list(csv.DictReader(f))
-        else:
-            rows = []
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(dict(json.loads(line)))
-                except (ValueError, TypeError):
-                    raise ManifestError(f"{path}:{n}: not a JSON object") from None
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            if path.suffix == ".csv":
+                rows = list(csv.DictReader(f))
+            else:
+                rows = []
+                for n, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rows.append(dict(json.loads(line)))
+                    except (ValueError, TypeError):
+                        raise ManifestError(f"{path}:{n}: not a JSON object") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ManifestError(f"{path}: not a readable CSV/JSONL table ({str(err).splitlines()[0]})") from None
     if not rows:
         raise ManifestError(f"{path}: empty manifest")
     columns = set(rows[0])
@@ -230,7 +235,7 @@ def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seco
         if not audio.is_file():
             skips.add("missing_audio", str(audio))
             continue
-        rec = _recording(utt_id, audio, skips, max_seconds)
+        rec = _recording(utt_id, audio, skips, max_seconds, sample_rate)
         if rec is None:
             continue
         seen.add(utt_id)

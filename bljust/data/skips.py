@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from bljust.errors import UserError
+
+
+class BadDataError(UserError, ValueError):
+    """More of a data set is unusable than train.max_bad_fraction allows."""
+
 
 @dataclass
 class SkipLog:
@@ -35,3 +41,23 @@ class SkipLog:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.counts)
+
+    def state_dict(self) -> dict[str, dict]:
+        return {"counts": dict(self.counts), "examples": dict(self.examples)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, dict] | None) -> "SkipLog":
+        state = state or {}
+        return cls(Counter(state.get("counts", {})), dict(state.get("examples", {})))
+
+
+def check_bad_fraction(what: str, skips: SkipLog, kept: int, limit: float, min_seen: int = 1) -> None:
+    """Stop with one line when more than `limit` of the utterances seen were skipped.
+
+    A few bad files in a big corpus are normal; a large fraction means a wrong path, a wrong
+    sample rate or a broken copy, and training on the remainder would waste the run.
+    """
+    seen = kept + skips.total
+    if seen >= min_seen and seen > 0 and skips.total / seen > limit:
+        raise BadDataError(f"{what}: {skips.total} of {seen} utterances ({skips.total / seen:.0%}) unusable, "
+                           f"more than train.max_bad_fraction={limit} ({skips.summary()})")

@@ -73,6 +73,7 @@ class Method:
         self.modules: dict[str, torch.nn.Module] = {}  # trainable parts outside the model (L_u heads)
         self.supervised_updates = 0
         self.nonfinite_skips = 0
+        self.nonfinite_streak = 0  # consecutive skipped updates; the trainer stops past a limit
 
     def total_steps(self) -> int:
         """Steps the loop runs. train.max_steps is the supervised budget; methods that add a
@@ -98,8 +99,10 @@ class Method:
         if all(torch.isfinite(n) for n in norms.values()):
             for name in groups:
                 self.optimizers[name].step()
+            self.nonfinite_streak = 0
         else:
             self.nonfinite_skips += 1
+            self.nonfinite_streak += 1
         for name in groups:
             self.schedulers[name].step()
         return norms
@@ -111,6 +114,7 @@ class Method:
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "supervised_updates": self.supervised_updates,
             "nonfinite_skips": self.nonfinite_skips,
+            "nonfinite_streak": self.nonfinite_streak,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -122,3 +126,4 @@ class Method:
             s.load_state_dict(state["schedulers"][k])
         self.supervised_updates = state["supervised_updates"]
         self.nonfinite_skips = state["nonfinite_skips"]
+        self.nonfinite_streak = state.get("nonfinite_streak", 0)

@@ -19,6 +19,7 @@ from bljust.monitors.embed import embed_frames
 from bljust.monitors.probe import ProbeSet, load_probe, select_probe_cuts, subsample_indices
 from bljust.monitors.pruning import finished_values, is_worse_than_median, write_marker
 from bljust.monitors.suite import HIGHER_IS_BETTER, measure
+from bljust.tracking.faults import fault_point
 
 PREFIX = "monitor/"
 
@@ -53,6 +54,7 @@ class Monitor:
             print(f"monitor: probe set of {self.probe.utterances} utterances, {self.probe.seconds / 3600:.2f} h "
                   f"from {self.manifest}")
         x = embed_frames(model, self.probe, self.cfg.layer, self.device)
+        fault_point("monitor")  # reliability tests kill runs here, mid-pass
         x = x[subsample_indices(x.shape[0], self.cfg.max_frames, self.cfg.seed)]
         values = measure(x, self.cfg.num_clusters, list(self.cfg.kmeans_seeds), self.cfg.silhouette_frames,
                          self.cfg.rank_rtol, self.cfg.seed, self.cfg.kmeans_batch_size)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from bljust.errors import UserError
+from bljust.tracking.faults import fault_point
 
 FORMAT_VERSION = 1
 
@@ -24,10 +25,12 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read; the message names the file."""
 
 
-def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
+def save_atomic(obj: dict[str, Any], path: str | Path, keep_previous: str | None = None) -> None:
     """Write to a temp file in the same folder, fsync, then rename over `path`.
 
     A crash at any point leaves either the old file or the new one, never a torn one.
+    keep_previous: the file being replaced is first renamed to this name (e.g. prev.pt), so a
+    checkpoint that proves unreadable later (a disk fault, a copy cut short) has a fallback.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +38,11 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
     with open(tmp, "wb") as f:
         torch.save(obj, f)
         f.flush()
+        fault_point("ckpt_write")
         os.fsync(f.fileno())
+    if keep_previous and path.is_file():
+        os.replace(path, path.with_name(keep_previous))
+        fault_point("ckpt_rotate")  # a kill here leaves prev.pt and no last.pt: resume takes prev.pt
     os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -56,6 +63,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a bljust checkpoint (format {FORMAT_VERSION} expected)")
     return ckpt
+
+
+def load_latest(paths: list[Path], map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path, list[str]] | None:
+    """The first of `paths` (newest first) that loads, with one message per newer file passed over.
+
+    None when none of them exists (a fresh run). When some exist but none loads, one
+    CheckpointError names each file and what is wrong with it.
+    """
+    problems = []
+    for path in paths:
+        if not Path(path).is_file():
+            problems.append(f"{path}: missing")
+            continue
+        try:
+            return load_checkpoint(path, map_location), Path(path), problems
+        except CheckpointError as err:
+            problems.append(str(err))
+    if all(p.endswith(": missing") for p in problems):
+        return None
+    raise CheckpointError("no usable checkpoint to resume from: " + "; ".join(problems)
+                          + " (move the checkpoints folder away to start afresh)")
 
 
 def rng_state() -> dict[str, Any]:

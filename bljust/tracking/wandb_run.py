@@ -47,3 +47,31 @@ class WandbRun:
     def finish(self) -> None:
         if self.run is not None:
             self.run.finish()
+
+
+def api_keys() -> list[str]:
+    """The W&B API keys this process can see (environment, ~/.netrc), to keep out of every file."""
+    import netrc
+
+    keys = [os.environ.get("WANDB_API_KEY", "")]
+    try:
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+        keys.append(auth[2] if auth else "")
+    except (OSError, netrc.NetrcParseError):
+        pass
+    return [k for k in keys if len(k) >= 8]
+
+
+def refuse_secrets(config: dict[str, Any]) -> None:
+    """Stop before a W&B API key reaches config.yaml, W&B's config or a checkpoint.
+
+    The key belongs in WANDB_API_KEY or ~/.netrc; a config value holding it (typed in, or pulled
+    in by ${oc.env:WANDB_API_KEY}) would be written to every one of those files.
+    """
+    import json
+
+    from bljust.errors import UserError
+
+    text = json.dumps(config, default=str)
+    if any(key in text for key in api_keys()):
+        raise UserError("a config value holds the W&B API key: set it only as WANDB_API_KEY or in ~/.netrc")
