@@ -166,7 +166,8 @@ class TrainConfig:
 
     max_steps: int = 3000
     seed: int = 0
-    max_duration: float = 200.0  # seconds of audio per batch (duration-bucketed)
+    max_duration: float = 200.0  # seconds of audio per batch (duration-bucketed), per DDP rank
+    accum_grad: int = 1  # batches whose gradients add up to one update (effective batch: x ranks)
     num_buckets: int = 10
     num_workers: int = 2
     log_every: int = 25
@@ -366,6 +367,7 @@ def validate(cfg: Any) -> None:
     checks = [
         (cfg.train.max_steps > 0, "train.max_steps must be > 0"),
         (cfg.train.max_duration > 0, "train.max_duration must be > 0 seconds"),
+        (cfg.train.accum_grad >= 1, "train.accum_grad must be >= 1"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
         (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule must be cosine or constant"),
