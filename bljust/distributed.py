@@ -18,6 +18,7 @@ they never wait on the GPU stream.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -159,12 +160,16 @@ def reduce_record(record: dict[str, Any], sum_keys: tuple[str, ...] = ()) -> dic
 
 
 def gather_objects(obj: Any) -> list[Any]:
-    """Every rank's `obj`, in rank order, on every rank (small picklable things only)."""
+    """Every rank's `obj`, in rank order, on every rank (small things: RNG states, eval results)."""
     if world_size() == 1:
         return [obj]
+    # torch.save/load around the exchange: all_gather_object's own pickling of tensors fails to
+    # unpickle in torch 2.11 ("UntypedStorage has no attribute dtype").
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     out: list[Any] = [None] * world_size()
-    dist.all_gather_object(out, obj, group=_control)
-    return out
+    dist.all_gather_object(out, buf.getvalue(), group=_control)
+    return [torch.load(io.BytesIO(b), weights_only=False) for b in out]  # our own bytes, just made
 
 
 def broadcast_object(obj: Any) -> Any:
