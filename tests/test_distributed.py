@@ -192,7 +192,6 @@ def test_slurm_launcher_config_makes_a_multi_node_requeueable_job(monkeypatch, t
 
     cfg = compose_with_hydra(["hydra/launcher=slurm", "hydra.launcher.nodes=2", "hydra.launcher.gpus_per_node=4",
                               "hydra.launcher.partition=gpu", "method=bljust", "train.seed=3"])
-    assert cfg.hydra.sweep.subdir == str(REPO / "runs" / "demo" / "bljust" / "seed3")  # the run's own folder
     launcher = instantiate(cfg.hydra.launcher)
     assert type(launcher).__name__ == "SlurmLauncher" and hasattr(launcher, "checkpoint")  # requeue-able
     params = dict(launcher.params)
@@ -212,3 +211,23 @@ def test_slurm_launcher_config_makes_a_multi_node_requeueable_job(monkeypatch, t
 def test_local_launcher_config_composes():
     cfg = compose_with_hydra(["hydra/launcher=local", "hydra.launcher.tasks_per_node=2"])
     assert cfg.hydra.launcher._target_.endswith("LocalLauncher") and cfg.hydra.launcher.tasks_per_node == 2
+
+
+@pytest.mark.e2e
+def test_local_submitit_launcher_trains_two_ranks_into_one_run_folder(demo_root, tmp_path):
+    """`-m hydra/launcher=local` with two tasks: submitit starts both, they form one process group
+    from submitit's job environment, and the run lands in one sweep folder, written once."""
+    from conftest import small_overrides
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bljust.train", "-m", "hydra/launcher=local", "hydra.launcher.tasks_per_node=2",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}", *small_overrides(demo_root), *FAST, "train.max_steps=2",
+         "train.max_duration=20", "train.log_every=1"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=600)
+    logs = {p.name: p.read_text() for p in (tmp_path / "sweep" / ".submitit").glob("*/*_log.*")}
+    assert proc.returncode == 0, proc.stderr[-2000:] + "\n".join(logs.values())[-3000:]
+    [run] = [m.parent for m in (tmp_path / "sweep").glob("**/metrics.jsonl")]  # one folder for both ranks
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl") if not r.get("final")] == [1, 2]
+    assert json.loads((run / "wer.json").read_text())["step"] == 2
+    assert any("device cpu x 2" in text for text in logs.values())
