@@ -56,6 +56,30 @@ def test_ranks_with_unequal_data_get_equal_batch_counts():
             assert max(seconds) > min(seconds)  # the data really is unequal
 
 
+def _reduce_partial_grads(rank: int, store: str, out: str) -> None:
+    """Spawned rank: p0 has a gradient on both ranks, p1 only on rank 0, p2 on neither."""
+    import torch.distributed as dist
+
+    from bljust.distributed import all_reduce_grads
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    params = [torch.nn.Parameter(torch.zeros(3)) for _ in range(3)]
+    params[0].grad = torch.full((3,), 2.0 + 4 * rank)
+    if rank == 0:
+        params[1].grad = torch.full((3,), 6.0)
+    all_reduce_grads(params, bucket_elems=4)  # small buckets: p0 and p1 travel separately
+    torch.save([None if p.grad is None else p.grad.tolist() for p in params], f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_gradients_average_over_ranks_even_where_a_rank_has_none(tmp_path):
+    """A head that one rank's batch did not reach: zeros stand in for its gradient there, so both
+    ranks exchange the same buckets (no hang) and average to the same numbers."""
+    torch.multiprocessing.spawn(_reduce_partial_grads, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        assert torch.load(tmp_path / f"rank{rank}.pt") == [[4.0] * 3, [3.0] * 3, None]
+
+
 @pytest.fixture(scope="module")
 def torchrun_runs(demo_root, tmp_path_factory) -> Path:
     """Both RUNS trained by `torchrun --nproc_per_node=2` on CPU (gloo)."""
