@@ -368,6 +368,8 @@ def validate(cfg: Any) -> None:
         (cfg.train.max_steps > 0, "train.max_steps must be > 0"),
         (cfg.train.max_duration > 0, "train.max_duration must be > 0 seconds"),
         (cfg.train.accum_grad >= 1, "train.accum_grad must be >= 1"),
+        (cfg.train.accum_grad == 1 or cfg.method.name != "pseudo_label",
+         "train.accum_grad > 1 is not supported with method=pseudo_label (its cache-filling steps take no update)"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
         (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule must be cosine or constant"),
