@@ -166,7 +166,8 @@ class TrainConfig:
 
     max_steps: int = 3000
     seed: int = 0
-    max_duration: float = 200.0  # seconds of audio per batch (duration-bucketed)
+    max_duration: float = 200.0  # seconds of audio per batch (duration-bucketed), per DDP rank
+    accum_grad: int = 1  # batches whose gradients add up to one update (effective batch: x ranks)
     num_buckets: int = 10
     num_workers: int = 2
     log_every: int = 25
@@ -379,6 +380,9 @@ def validate(cfg: Any) -> None:
         (cfg.train.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be >= 1"),
         (cfg.features.max_utt_seconds > 0, "features.max_utt_seconds must be > 0"),
         (0.0 <= cfg.specaug.time_mask_max_frac <= 1.0, "specaug.time_mask_max_frac must be in [0, 1]"),
+        (cfg.train.accum_grad >= 1, "train.accum_grad must be >= 1"),
+        (cfg.train.accum_grad == 1 or cfg.method.name != "pseudo_label",
+         "train.accum_grad > 1 is not supported with method=pseudo_label (its cache-filling steps take no update)"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
         (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule must be cosine or constant"),

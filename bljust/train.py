@@ -17,9 +17,11 @@ from typing import Any
 import hydra
 import numpy as np
 import torch
+from lhotse import CutSet
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from bljust import distributed
 from bljust.config import register_configs, validate
 from bljust.data.dataset import AsrDataset, BatchStream
 from bljust.data.features import Cmvn
@@ -49,6 +51,11 @@ BAD_FRACTION_MIN_SEEN = 500
 class TrainingDiverged(UserError, RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
+# SLURM sends SIGTERM on preemption, submitit SIGUSR2 before a time limit (or on preemption), and
+# SIGUSR1 is the usual `sbatch --signal` choice: each saves last.pt, then the launcher's own
+# handler (submitit's requeue) runs.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
 
 def pick_device(setting: str) -> torch.device:
     if setting == "cuda" and not torch.cuda.is_available():
@@ -69,14 +76,18 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, out_dir: Path):
         validate(cfg)
+        self.device = pick_device(cfg.device)
+        self.dist = distributed.init_from_env(self.device.type == "cuda")
+        if self.device.type == "cuda" and self.dist.world_size > 1:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        out_dir = Path(distributed.broadcast_object(str(out_dir)))  # one run folder, rank 0's
         self.cfg, self.out_dir = cfg, out_dir
         self.resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         refuse_secrets(self.resolved)
         self.ckpt_dir = out_dir / "checkpoints"
-        self.device = pick_device(cfg.device)
         seed_everything(cfg.train.seed)
 
-        self.data: PreparedData = prepare(cfg)
+        self.data: PreparedData = self._prepare()
         self.tokenizer = Tokenizer.load(self.data.tokenizer)
         self.cmvn = Cmvn.load(self.data.cmvn)
         warm = None
@@ -98,6 +109,12 @@ class Trainer:
         self.method = build_method(self.ctx)
         self.monitor = Monitor(cfg.monitor, self.data.unlabelled or self.data.labelled, self.unlabelled_ds,
                                self.device, cfg.model.num_layers, out_dir)
+        if self.dist.world_size > 1:
+            distributed.broadcast_state([self.model, *self.method.modules.values()])
+            totals = distributed.gather_objects(self.method.total_steps())
+            assert len(set(totals)) == 1, f"ranks disagree on the number of steps: {totals}"
+            # Each rank its own dropout, SpecAugment and masking draws (the weights are rank 0's).
+            seed_everything(cfg.train.seed + 7919 * self.dist.rank)
         self.step, self.best_dev_error, self.train_seconds, self.wandb_id = 0, float("inf"), 0.0, None
         self.last_saved: tuple[Path, int] | None = None
         # Run-level state owned by the trainer rather than the method (e.g. the monitor's probe
@@ -107,9 +124,21 @@ class Trainer:
         if cfg.eval.max_dev_utts:
             self.dev_cuts = {s: c.subset(first=cfg.eval.max_dev_utts) for s, c in self.dev_cuts.items()}
 
+    def _prepare(self) -> PreparedData:
+        """prepare() on rank 0 first; the others wait, then find everything built."""
+        if not self.dist.is_main:
+            distributed.barrier()
+        data = prepare(self.cfg, verbose=self.dist.is_main)
+        if self.dist.is_main:
+            distributed.barrier()
+        return data
+
     def _stream(self, cuts, dataset: AsrDataset, seed: int) -> BatchStream:
+        # Every rank samples the same seeded bucketed batches and keeps every world_size-th, so all
+        # ranks get the same number of batches an epoch (lhotse splits the last ones if need be).
         t = self.cfg.train
         return BatchStream(cuts, dataset, t.max_duration, seed, t.num_buckets, t.num_workers,
+                           world_size=self.dist.world_size, rank=self.dist.rank,
                            pin_memory=self.device.type == "cuda")
 
     def unlabelled_stream(self) -> BatchStream:
@@ -124,9 +153,11 @@ class Trainer:
         streams = {"labelled": self.labelled.state_dict()}
         if self._unlabelled is not None:
             streams["unlabelled"] = self._unlabelled.state_dict()
+        rng = rng_state()
         return {
             "format": FORMAT_VERSION, "step": self.step, "model": self.model.state_dict(),
-            "method": self.method.state_dict(), "streams": streams, "rng": rng_state(),
+            "method": self.method.state_dict(), "streams": streams, "rng": rng,
+            "rng_ranks": distributed.gather_objects(rng), "world_size": self.dist.world_size,
             "config": self.resolved, "tokenizer": self.tokenizer.to_tensor(), "cmvn": self.cmvn.state_dict(),
             "best_dev_error": self.best_dev_error, "train_seconds": self.train_seconds, "wandb_id": self.wandb_id,
             "monitor_seconds": self.monitor.seconds_total,
@@ -134,14 +165,17 @@ class Trainer:
         }
 
     def save(self, name: str = "last.pt") -> None:
-        """Write a checkpoint; last.pt keeps its predecessor as prev.pt.
+        """Write a checkpoint; last.pt keeps its predecessor as prev.pt. Collective (every rank
+        sends its RNG state); rank 0 writes.
 
         last.pt is not overwritten while steps are being skipped for non-finite values, so a run
         that stops on them leaves its last good state on disk.
         """
         if name == "last.pt" and self.method.nonfinite_streak:
             return
-        save_atomic(self.checkpoint(), self.ckpt_dir / name, keep_previous="prev.pt" if name == "last.pt" else None)
+        ckpt = self.checkpoint()
+        if self.dist.is_main:
+            save_atomic(ckpt, self.ckpt_dir / name, keep_previous="prev.pt" if name == "last.pt" else None)
         if name == "last.pt":
             self.last_saved = (self.ckpt_dir / name, self.step)
 
@@ -158,7 +192,14 @@ class Trainer:
         self.labelled.load_state_dict(ckpt["streams"]["labelled"])
         if "unlabelled" in ckpt["streams"]:
             self.unlabelled_stream().load_state_dict(ckpt["streams"]["unlabelled"])
-        set_rng_state(ckpt["rng"])
+        saved_world = ckpt.get("world_size", 1)
+        if saved_world == self.dist.world_size:
+            set_rng_state(ckpt.get("rng_ranks", [ckpt["rng"]])[self.dist.rank])
+        else:  # still a valid run, but not the batches an uninterrupted run would have seen
+            if self.dist.is_main:
+                print(f"note: {path} was saved by {saved_world} ranks, resuming on {self.dist.world_size}")
+            set_rng_state(ckpt["rng"])
+            seed_everything(self.cfg.train.seed + 7919 * self.dist.rank + ckpt["step"])
         self.step, self.best_dev_error = ckpt["step"], ckpt["best_dev_error"]
         self.train_seconds, self.wandb_id = ckpt["train_seconds"], ckpt["wandb_id"]
         self.monitor.seconds_total = ckpt.get("monitor_seconds", 0.0)
@@ -168,7 +209,7 @@ class Trainer:
         self.last_saved = (path, ckpt["step"])
         return path
 
-    def after_step(self, metrics: MetricsWriter, wandb: WandbRun) -> None:
+    def after_step(self, metrics: MetricsWriter | None, wandb: WandbRun) -> None:
         """Checks after every step: epoch-end skip summaries, the bad-data limit, non-finite streaks."""
         t = self.cfg.train
         streams = {"labelled": self.labelled, "unlabelled": self._unlabelled}
@@ -178,8 +219,9 @@ class Trainer:
                     continue
                 for epoch, used, skips in stream.finished_epochs:
                     print(f"{name} data, epoch {epoch} done at step {self.step}: used {used} utterances, {skips.summary()}")
-                    metrics.write({"step": self.step, "epoch_end": name, "epoch": epoch, "used": used,
-                                   "skipped": skips.total, "skip_reasons": skips.as_dict()})
+                    if metrics is not None:  # rank 0 only under DDP
+                        metrics.write({"step": self.step, "epoch_end": name, "epoch": epoch, "used": used,
+                                       "skipped": skips.total, "skip_reasons": skips.as_dict()})
                     wandb.log({f"{name}_epoch_skipped": skips.total}, self.step)
                     check_bad_fraction(f"{name} data, epoch {epoch}", skips, used, t.max_bad_fraction)
                 stream.finished_epochs.clear()
@@ -192,71 +234,94 @@ class Trainer:
                     f"stopped at step {self.step}: {streak} consecutive steps had a non-finite loss or gradient "
                     f"(train.max_nonfinite_steps={t.max_nonfinite_steps}); last good checkpoint: {last}")
         except UserError:
-            metrics.close()
+            if metrics is not None:
+                metrics.close()
             wandb.finish()
             raise
 
     # --- evaluation --------------------------------------------------------------------------
+    def transcribe(self, cuts: CutSet) -> list[tuple[str, str | None, str]]:
+        """Each rank transcribes a contiguous share; every rank gets all results in manifest order."""
+        r, w = self.dist.rank, self.dist.world_size
+        if w > 1:
+            cuts = list(cuts)
+            cuts = CutSet.from_cuts(cuts[r * len(cuts) // w: (r + 1) * len(cuts) // w])
+        mine = transcribe_cuts(self.model, cuts, self.labelled_ds, self.tokenizer, self.device,
+                               self.cfg.eval.batch_duration)
+        return [x for part in distributed.gather_objects(mine) for x in part]
+
     def evaluate_dev(self) -> dict[str, float]:
         out = {}
         fault_point("eval")
         for split, cuts in self.dev_cuts.items():
-            rates = score(transcribe_cuts(self.model, cuts, self.labelled_ds, self.tokenizer, self.device,
-                                          self.cfg.eval.batch_duration))
+            rates = score(self.transcribe(cuts))
             out[f"{split}_wer"], out[f"{split}_cer"] = rates["wer"], rates["cer"]
         return out
 
     def final_evaluation(self) -> dict[str, Any]:
         """Score every dev/test split with the best-on-dev checkpoint (the last one if none)."""
+        distributed.barrier()  # rank 0 has finished writing best.pt
         best = self.ckpt_dir / "best.pt"
         which = "best" if best.is_file() else "last"
         if best.is_file():
             self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
         table: dict[str, Any] = {"checkpoint": which, "step": self.step}
         hyp_dir = self.out_dir / "hyps"
-        hyp_dir.mkdir(exist_ok=True)
         for split, path in self.data.eval_splits.items():
-            results = transcribe_cuts(self.model, load_cuts(path), self.labelled_ds, self.tokenizer,
-                                      self.device, self.cfg.eval.batch_duration)
-            write_hyps(results, hyp_dir / f"{split}.txt")
+            results = self.transcribe(load_cuts(path))
+            if self.dist.is_main:
+                hyp_dir.mkdir(exist_ok=True)
+                write_hyps(results, hyp_dir / f"{split}.txt")
             table[split] = score(results)
-        (self.out_dir / "wer.json").write_text(json.dumps(table, indent=1))
+        if self.dist.is_main:
+            (self.out_dir / "wer.json").write_text(json.dumps(table, indent=1))
         return table
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        cfg, t = self.cfg, self.cfg.train
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(self.resolved)))
+        """The loop. Under DDP every rank runs it in lockstep; only rank 0 writes files and logs."""
+        cfg, t, main = self.cfg, self.cfg.train, self.dist.is_main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(self.resolved)))
         resumed = self.resume()
-        if resumed:
+        if resumed and main:
             print(f"resumed from {resumed} at step {self.step}")
         wer_path = self.out_dir / "wer.json"
         if self.step >= self.method.total_steps() and wer_path.is_file():
-            print(f"run already finished at step {self.step}: {wer_path}")
+            if main:
+                print(f"run already finished at step {self.step}: {wer_path}")
             return json.loads(wer_path.read_text())
         if (self.out_dir / PRUNED_MARKER).is_file():
-            print(f"run was pruned, not resumed: {self.out_dir / PRUNED_MARKER}")
+            if main:
+                print(f"run was pruned, not resumed: {self.out_dir / PRUNED_MARKER}")
             return {}
-        metrics = MetricsWriter(self.out_dir / "metrics.jsonl", resume_step=self.step)
-        wandb = WandbRun(cfg.logging.wandb, cfg.recipe.wandb_project, cfg.logging.group, cfg.run_name,
-                         cfg.method.name, self.resolved, self.out_dir, self.wandb_id, list(cfg.logging.tags))
-        self.wandb_id = wandb.id
-        stop = {"signal": None}
+        metrics = MetricsWriter(self.out_dir / "metrics.jsonl", resume_step=self.step) if main else None
+        wandb = WandbRun(cfg.logging.wandb if main else "disabled", cfg.recipe.wandb_project, cfg.logging.group,
+                         cfg.run_name, cfg.method.name, self.resolved, self.out_dir, self.wandb_id,
+                         list(cfg.logging.tags))
+        self.wandb_id = wandb.id if main else self.wandb_id
+        stop = {"signal": 0}
 
-        def request_stop(signum, _frame):  # SLURM preemption: save, then exit
+        def request_stop(signum, _frame):  # preemption or time limit: save, then exit
             stop["signal"] = signum
 
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        for sig in STOP_SIGNALS:
             signal.signal(sig, request_stop)
-        print(f"run: {self.out_dir} | model {count_parameters(self.model) / 1e6:.2f} M params | "
-              f"method {cfg.method.name} | device {self.device}")
+        if main:
+            print(f"run: {self.out_dir} | model {count_parameters(self.model) / 1e6:.2f} M params | "
+                  f"method {cfg.method.name} | device {self.device} x {self.dist.world_size} | "
+                  f"accum_grad {t.accum_grad}")
         total = self.method.total_steps()
-        bar = tqdm(total=total, initial=self.step, disable=not t.progress, dynamic_ncols=True)
+        bar = tqdm(total=total, initial=self.step, disable=not (t.progress and main), dynamic_ncols=True)
         self.model.train()
-        window_start, window_steps = time.perf_counter(), 0
-        while self.step < total and stop["signal"] is None and self.monitor.prune_message is None:
-            out = self.method.step(self.step)
+        window_start, window_steps, stopping = time.perf_counter(), 0, 0
+        # A signal reaches ranks at different steps: they agree on it before each step. The monitor
+        # runs on every rank on the same weights and probe set, so its prune decision agrees too.
+        while (self.step < total and self.monitor.prune_message is None
+               and not (stopping := int(distributed.agree_max(stop["signal"])))):
+            out = self.method.train_step(self.step)
             fault_point("step")
             self.step += 1
             window_steps += 1
@@ -267,13 +332,15 @@ class Trainer:
             eval_now = self.step % t.eval_every == 0 or self.step == total
             if log_now or eval_now:
                 self.train_seconds += time.perf_counter() - window_start
+                skipped = self.labelled.skips.total + (self._unlabelled.skips.total if self._unlabelled else 0)
+                # Means over ranks; batch_seconds (audio per update, the effective batch) summed.
+                shared = distributed.reduce_record({**out, "skipped_utterances": skipped},
+                                                   sum_keys=("batch_seconds", "skipped_utterances"))
                 record = {"step": self.step, "epoch": self.labelled.epoch, "train_seconds": self.train_seconds,
                           "steps_per_second": window_steps / max(time.perf_counter() - window_start, 1e-9),
                           "supervised_updates": self.method.supervised_updates,
-                          "skipped_utterances": self.labelled.skips.total
-                          + (self._unlabelled.skips.total if self._unlabelled else 0),
-                          "nonfinite_skips": self.method.nonfinite_skips,
-                          **{k: float(v) for k, v in out.items()}, **monitored}
+                          "skipped_utterances": int(shared.pop("skipped_utterances")),
+                          "nonfinite_skips": self.method.nonfinite_skips, **shared, **monitored}
                 if eval_now:
                     eval_start = time.perf_counter()
                     record.update(self.evaluate_dev())
@@ -282,11 +349,12 @@ class Trainer:
                     if dev_error < self.best_dev_error:
                         self.best_dev_error = dev_error
                         self.save("best.pt")
-                metrics.write(record)
-                wandb.log(record, self.step)
-                bar.set_postfix({k: f"{record[k]:.3g}" for k in record if k.startswith(("loss", "dev"))})
+                if main:
+                    metrics.write(record)
+                    wandb.log(record, self.step)
+                    bar.set_postfix({k: f"{record[k]:.3g}" for k in record if k.startswith(("loss", "dev"))})
                 window_start, window_steps = time.perf_counter(), 0
-            elif monitored:
+            elif monitored and main:
                 metrics.write({"step": self.step, **monitored})
                 wandb.log(monitored, self.step)
             self.after_step(metrics, wandb)
@@ -295,27 +363,35 @@ class Trainer:
                 window_start = time.perf_counter()
                 self.save()
         bar.close()
-        if stop["signal"] is not None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if stopping:
             self.save()
-            saved = f"{self.last_saved[0]} (step {self.last_saved[1]})" if self.last_saved else "no checkpoint"
-            print(f"stopped by signal {stop['signal']} at step {self.step}; resume point {saved}: re-run to resume")
-            metrics.close()
+            if main:
+                saved = f"{self.last_saved[0]} (step {self.last_saved[1]})" if self.last_saved else "no checkpoint"
+                print(f"stopped by signal {stopping} at step {self.step}; resume point {saved}: re-run to resume")
+                metrics.close()
             wandb.finish()
+            distributed.barrier()
+            if callable(previous[stopping]):  # a launcher's handler: submitit requeues the job here
+                previous[stopping](stopping, None)
             return {}
         if self.monitor.prune_message is not None:
             self.save()
-            print(self.monitor.prune_message)
-            metrics.close()
+            if main:
+                print(self.monitor.prune_message)
+                metrics.close()
             wandb.finish()
             return {}
         table = self.final_evaluation()
-        summary = {f"{s}_{k}": v[k] for s, v in table.items() if isinstance(v, dict) for k in ("wer", "cer")}
-        metrics.write({"step": self.step, "final": True, **summary})
-        wandb.summary(summary)
+        if main:
+            summary = {f"{s}_{k}": v[k] for s, v in table.items() if isinstance(v, dict) for k in ("wer", "cer")}
+            metrics.write({"step": self.step, "final": True, **summary})
+            wandb.summary(summary)
+            metrics.close()
+            print("final: " + "  ".join(f"{s} WER {v['wer']:.2f} % CER {v['cer']:.2f} %"
+                                         for s, v in table.items() if isinstance(v, dict)))
         wandb.finish()
-        metrics.close()
-        print("final: " + "  ".join(f"{s} WER {v['wer']:.2f} % CER {v['cer']:.2f} %"
-                                     for s, v in table.items() if isinstance(v, dict)))
         return table
 
 
@@ -340,6 +416,8 @@ def main(cfg: DictConfig) -> None:
         Trainer(cfg, output_dir(cfg)).run()
     except UserError as err:
         fail(err)
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

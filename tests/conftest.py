@@ -30,13 +30,17 @@ def demo_root(tmp_path_factory) -> Path:
     return root
 
 
-def compose(root: Path, overrides: list[str]):
-    """The train config pointed at the small corpus under `root`, quiet and W&B-free."""
+def small_overrides(root: Path) -> list[str]:
+    """Overrides that point a run at the small corpus under `root`, quiet and W&B-free."""
     sizes = [f"recipe.demo.{k}={v}" for k, v in SMALL.items()]
-    base = [*sizes, f"recipe.corpus_dir={root}/corpus", f"recipe.data_dir={root}/prepared",
+    return [*sizes, f"recipe.corpus_dir={root}/corpus", f"recipe.data_dir={root}/prepared",
             "logging.wandb=disabled", "train.progress=false", "train.num_workers=0",
             "train.max_duration=40", "optim.warmup_steps=5", f"run_dir={root}/runs/default"]
-    return compose_config(base + list(overrides))
+
+
+def compose(root: Path, overrides: list[str]):
+    """The train config pointed at the small corpus under `root`, quiet and W&B-free."""
+    return compose_config(small_overrides(root) + list(overrides))
 
 
 @pytest.fixture

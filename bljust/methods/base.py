@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 
 from bljust.config import Config
+from bljust.distributed import all_reduce_grads
 from bljust.data.dataset import Batch, BatchStream
 from bljust.data.specaug import SpecAugment
 from bljust.models.asr import AsrModel
@@ -74,6 +75,8 @@ class Method:
         self.supervised_updates = 0
         self.nonfinite_skips = 0
         self.nonfinite_streak = 0  # consecutive skipped updates; the trainer stops past a limit
+        self.accum = ctx.cfg.train.accum_grad
+        self.micro = 0  # which micro-batch of the current update step() is on
 
     def total_steps(self) -> int:
         """Steps the loop runs. train.max_steps is the supervised budget; methods that add a
@@ -83,18 +86,41 @@ class Method:
     def step(self, step: int) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
 
+    def train_step(self, step: int) -> dict[str, torch.Tensor | float]:
+        """One update: `train.accum_grad` calls of step() on fresh batches, one optimiser step.
+
+        Outputs are averaged over the micro-batches, except `batch_seconds` (summed: the audio in
+        the update) and grad norms (those of the update, known at the last micro-batch).
+        """
+        if self.accum == 1:
+            return self.step(step)
+        before, outs = self.supervised_updates, []
+        for self.micro in range(self.accum):
+            outs.append(self.step(step))
+        self.micro = 0
+        self.supervised_updates = before + (self.supervised_updates - before) // self.accum
+        return {k: sum(o[k] for o in outs) if k == "batch_seconds" else outs[-1][k] if k.startswith("grad_norm")
+                else sum(o[k] for o in outs) / len(outs) for k in outs[-1]}
+
     def update(self, loss: torch.Tensor, groups: dict[str, list[torch.nn.Parameter]],
                frozen: list[torch.nn.Parameter] = ()) -> dict[str, torch.Tensor]:
         """One backward pass of `loss`, then a step of each named optimiser on its group.
 
-        Each group is clipped on its own and its pre-clip norm returned. A non-finite gradient in
-        any group skips the whole step (counted). `frozen` parameters keep their values.
+        With gradient accumulation the gradients of `train.accum_grad` micro-batches add up (each
+        loss divided by their number) and only the last one steps. Before clipping, gradients are
+        averaged over DDP ranks, so every rank clips, checks and steps on the same numbers. Each
+        group is clipped on its own and its pre-clip norm returned. A non-finite gradient in any
+        group skips the whole step (counted). `frozen` parameters keep their values.
         """
-        for name in groups:
-            self.optimizers[name].zero_grad(set_to_none=True)
-        loss.backward()
+        if self.micro == 0:
+            for name in groups:
+                self.optimizers[name].zero_grad(set_to_none=True)
+        (loss / self.accum if self.accum > 1 else loss).backward()
         for p in frozen:
             p.grad = None
+        if self.micro < self.accum - 1:
+            return {name: torch.full((), float("nan")) for name in groups}
+        all_reduce_grads([p for params in groups.values() for p in params])
         norms = {name: clip_and_check(params, self.ctx.cfg.optim.grad_clip) for name, params in groups.items()}
         if all(torch.isfinite(n) for n in norms.values()):
             for name in groups:

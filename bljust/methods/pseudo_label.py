@@ -31,6 +31,7 @@ import torch
 from lhotse import CutSet
 from lhotse.utils import fastcopy
 
+from bljust import distributed
 from bljust.data.dataset import AsrDataset, Batch, BatchStream, eval_batches
 from bljust.data.manifests import load_cuts, read_transcripts
 from bljust.errors import UserError
@@ -84,8 +85,8 @@ class PseudoLabel(Method):
             self._start_pseudo_labelling()
             if (step - m.start_step) % (m.sup_updates + m.pl_updates) < m.sup_updates:
                 out = self._supervised(self.ctx.labelled)
-            elif not self.cache.full():
-                out = self._fill()
+            elif distributed.agree_max(0.0 if self.cache.full() else 1.0):  # any rank still filling:
+                out = self._fill()  # all fill, so no rank steps (all-reduces) while another does not
             else:
                 out = self._pl_update()
         if (step + 1) % self.ctx.cfg.train.log_every == 0 or step + 1 == self.total_steps():
@@ -111,7 +112,7 @@ class PseudoLabel(Method):
         """A pseudo-labelled slot while the cache is filling: label one batch, no update."""
         host = next(self.ctx.unlabelled())
         entry = self._label(host)
-        if entry is not None:
+        if entry is not None and not self.cache.full():  # full here, waiting for another rank
             self.cache.add(entry)
         self.schedulers["main"].step()  # the learning rate stays a function of the loop step
         return {"pl_cache_size": float(len(self.cache)), "pl_filling": 1.0, "batch_seconds": host.seconds,
