@@ -102,8 +102,9 @@ def test_torchrun_ranks_finish_together_with_identical_weights(torchrun_runs, na
     assert r0["params"].keys() == r1["params"].keys()
     for k in r0["params"]:
         assert torch.equal(r0["params"][k], r1["params"][k]), k
-    # one run folder, written once (by rank 0): one record per step, then the final one
-    records = read_metrics(torchrun_runs / name / "metrics.jsonl")
+    # one run folder, written once (by rank 0): one record per step, then the final one (the
+    # end-of-epoch skip summaries are records of their own)
+    records = [r for r in read_metrics(torchrun_runs / name / "metrics.jsonl") if "epoch_end" not in r]
     assert [r["step"] for r in records] == [*range(1, r0["step"] + 1), r0["step"]] and records[-1]["final"]
     assert (torchrun_runs / name / "wer.json").is_file()
 
@@ -149,8 +150,8 @@ def test_torchrun_matches_one_process_with_the_same_global_batch(torchrun_runs, 
     ref.ctx.labelled = streams(ref.data.labelled, ref.labelled_ds, t.seed)
     ref._unlabelled = streams(ref.data.unlabelled, ref.unlabelled_ds, t.seed + 1)
     ref.run()
-    ddp = {r["step"]: r for r in read_metrics(torchrun_runs / name / "metrics.jsonl") if not r.get("final")}
-    one = {r["step"]: r for r in read_metrics(tmp_path / "metrics.jsonl") if not r.get("final")}
+    ddp = {r["step"]: r for r in read_metrics(torchrun_runs / name / "metrics.jsonl") if not r.get("final") and "epoch_end" not in r}
+    one = {r["step"]: r for r in read_metrics(tmp_path / "metrics.jsonl") if not r.get("final") and "epoch_end" not in r}
     assert ddp.keys() == one.keys()
     for step in ddp:
         for key in ("loss_sup", "loss_unsup", "batch_seconds"):
@@ -252,6 +253,6 @@ def test_local_submitit_launcher_trains_two_ranks_into_one_run_folder(demo_root,
     logs = {p.name: p.read_text() for p in (tmp_path / "sweep" / ".submitit").glob("*/*_log.*")}
     assert proc.returncode == 0, proc.stderr[-2000:] + "\n".join(logs.values())[-3000:]
     [run] = [m.parent for m in (tmp_path / "sweep").glob("**/metrics.jsonl")]  # one folder for both ranks
-    assert [r["step"] for r in read_metrics(run / "metrics.jsonl") if not r.get("final")] == [1, 2]
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl") if not r.get("final") and "epoch_end" not in r] == [1, 2]
     assert json.loads((run / "wer.json").read_text())["step"] == 2
     assert any("device cpu x 2" in text for text in logs.values())

@@ -36,7 +36,7 @@ from bljust.tracking.checkpoint import load_checkpoint  # noqa: E402
 from bljust.tracking.metrics import read_metrics  # noqa: E402
 
 POINTS = ("step", "ckpt_write", "ckpt_rotate", "eval", "monitor")
-TIME_KEYS = ("train_seconds", "steps_per_second", "eval_seconds")
+TIME_KEYS = ("train_seconds", "steps_per_second", "eval_seconds", "monitor_seconds", "monitor_seconds_total")
 
 
 def train_cmd(overrides: list[str], run_dir: Path) -> list[str]:
