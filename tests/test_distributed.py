@@ -246,7 +246,8 @@ def test_local_submitit_launcher_trains_two_ranks_into_one_run_folder(demo_root,
 
     proc = subprocess.run(
         [sys.executable, "-m", "bljust.train", "-m", "hydra/launcher=local", "hydra.launcher.tasks_per_node=2",
-         f"hydra.sweep.dir={tmp_path / 'sweep'}", *small_overrides(demo_root), *FAST, "train.max_steps=2",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweep.subdir=job",  # not a label of 20 overrides
+         *small_overrides(demo_root), *FAST, "train.max_steps=2",
          "train.max_duration=20", "train.log_every=1"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
         capture_output=True, text=True, timeout=600)
