@@ -348,7 +348,12 @@ def sweep_label(method: str, overrides: str) -> str:
     """Folder name of a multirun job: the method plus the overrides that set it apart."""
     # Paths (data roots, init_from) would nest folders and say little; the run's config.yaml has them.
     kept = [o.replace("method.", "", 1) for o in overrides.split(",") if o and "/" not in o]
-    return ",".join([method, *kept])
+    label = ",".join([method, *kept])
+    if len(label) > 120:  # file names stop at 255 bytes; a hash keeps long labels distinct
+        import hashlib
+
+        label = f"{label[:100]}...{hashlib.sha1(label.encode()).hexdigest()[:10]}"
+    return label
 
 
 def register_configs() -> None:

@@ -46,6 +46,8 @@ def test_seed_shorthand_and_readable_multirun_folders():
     assert sweep_label("bljust", "method.gamma_max=2,recipe.corpus_dir=/data/x,train.max_steps=50") == \
         "bljust,gamma_max=2,train.max_steps=50"
     assert sweep_label("supervised", "") == "supervised"
+    long = ",".join(f"train.key{i}={i}" for i in range(40))
+    assert len(sweep_label("just", long)) <= 120 and sweep_label("just", long) != sweep_label("just", long + ",x=1")
 
 
 @pytest.mark.parametrize("model", MODELS)
