@@ -47,6 +47,8 @@ def collect(root: Path, wer_json: str = "wer.json") -> list[dict]:
 
 
 def fmt(values: list[float]) -> str:
+    if not values:
+        return "–"
     if len(values) == 1:
         return f"{values[0]:.1f}"
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
@@ -63,8 +65,9 @@ def table(runs: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, rs in sorted(by_method.items()):
         cells = [method, ",".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))]
-        cells += [fmt([r["wer"][s]["wer"] for r in rs]) for s in splits]
-        cells += [fmt([r["wer"][s]["cer"] for r in rs]) for s in splits]
+        # a run still being scored may lack a split: average what is there, "–" when nothing is
+        cells += [fmt([r["wer"][s]["wer"] for r in rs if s in r["wer"]]) for s in splits]
+        cells += [fmt([r["wer"][s]["cer"] for r in rs if s in r["wer"]]) for s in splits]
         cells += [fmt([float(r["supervised_updates"]) for r in rs]), fmt([r["train_minutes"] for r in rs])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
