@@ -26,6 +26,7 @@ from bljust.config import register_configs, validate
 from bljust.data.dataset import AsrDataset, BatchStream
 from bljust.data.features import Cmvn
 from bljust.data.manifests import cut_text, load_cuts
+from bljust.data.skips import check_bad_fraction
 from bljust.data.specaug import SpecAugment
 from bljust.data.tokenizer import Tokenizer
 from bljust.errors import UserError
@@ -35,7 +36,6 @@ from bljust.models.asr import AsrModel, count_parameters
 from bljust.monitors import Monitor
 from bljust.monitors.pruning import MARKER as PRUNED_MARKER
 from bljust.prepare import PreparedData, prepare
-from bljust.data.skips import check_bad_fraction
 from bljust.tracking.checkpoint import (FORMAT_VERSION, load_checkpoint, load_latest, rng_state, save_atomic,
                                         set_rng_state)
 from bljust.tracking.faults import fault_point
@@ -50,6 +50,7 @@ BAD_FRACTION_MIN_SEEN = 500
 
 class TrainingDiverged(UserError, RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
+
 
 # SLURM sends SIGTERM on preemption, submitit SIGUSR2 before a time limit (or on preemption), and
 # SIGUSR1 is the usual `sbatch --signal` choice: each saves last.pt, then the launcher's own
@@ -117,9 +118,6 @@ class Trainer:
             seed_everything(cfg.train.seed + 7919 * self.dist.rank)
         self.step, self.best_dev_error, self.train_seconds, self.wandb_id = 0, float("inf"), 0.0, None
         self.last_saved: tuple[Path, int] | None = None
-        # Run-level state owned by the trainer rather than the method (e.g. the monitor's probe
-        # history): anything with state_dict()/load_state_dict() registered here is checkpointed.
-        self.stateful: dict[str, Any] = {}
         self.dev_cuts = {s: load_cuts(self.data.eval_splits[s]) for s in self.data.dev_splits}
         if cfg.eval.max_dev_utts:
             self.dev_cuts = {s: c.subset(first=cfg.eval.max_dev_utts) for s, c in self.dev_cuts.items()}
@@ -161,7 +159,6 @@ class Trainer:
             "config": self.resolved, "tokenizer": self.tokenizer.to_tensor(), "cmvn": self.cmvn.state_dict(),
             "best_dev_error": self.best_dev_error, "train_seconds": self.train_seconds, "wandb_id": self.wandb_id,
             "monitor_seconds": self.monitor.seconds_total,
-            "extra": {k: v.state_dict() for k, v in self.stateful.items()},
         }
 
     def save(self, name: str = "last.pt") -> None:
@@ -203,9 +200,6 @@ class Trainer:
         self.step, self.best_dev_error = ckpt["step"], ckpt["best_dev_error"]
         self.train_seconds, self.wandb_id = ckpt["train_seconds"], ckpt["wandb_id"]
         self.monitor.seconds_total = ckpt.get("monitor_seconds", 0.0)
-        for k, v in self.stateful.items():
-            if k in ckpt.get("extra", {}):
-                v.load_state_dict(ckpt["extra"][k])
         self.last_saved = (path, ckpt["step"])
         return path
 

@@ -42,6 +42,7 @@ def collect(root: Path, wer_json: str = "wer.json") -> list[dict]:
             "wer": json.loads(wer_path.read_text()),
             "supervised_updates": last[-1]["supervised_updates"] if last else 0,
             "train_minutes": last[-1]["train_seconds"] / 60 if last else 0.0,
+            "records": recs,  # read once here; the HTML report's curves come from them too
         })
     return runs
 

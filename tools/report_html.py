@@ -18,8 +18,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bljust.tracking.metrics import read_metrics  # noqa: E402
-
 # (metric key in metrics.jsonl, axis label); a plot is drawn only when some run logged the key.
 CURVES = [
     ("dev_wer", "dev WER (%)"),
@@ -41,7 +39,7 @@ def method_curves(runs: list[dict], key: str) -> dict[str, tuple[list[float], li
     for method, rs in by_method.items():
         at: dict[int, list[tuple[float, float]]] = defaultdict(list)
         for r in rs:
-            for rec in read_metrics(Path(r["run"]) / "metrics.jsonl"):
+            for rec in r["records"]:
                 if key in rec and not rec.get("final") and "train_seconds" in rec:
                     at[rec["step"]].append((rec["train_seconds"] / 60, float(rec[key])))
         steps = sorted(at)
@@ -54,7 +52,7 @@ def method_curves(runs: list[dict], key: str) -> dict[str, tuple[list[float], li
 def monitor_keys(runs: list[dict]) -> list[str]:
     keys: set[str] = set()
     for r in runs:
-        for rec in read_metrics(Path(r["run"]) / "metrics.jsonl"):
+        for rec in r["records"]:
             keys.update(k for k in rec if k.startswith(MONITOR_PREFIX) and isinstance(rec[k], (int, float)))
     return sorted(keys)
 
