@@ -299,6 +299,9 @@ class BLJustConfig(MethodConfig):
     explore: int = 50  # lower-level exploration per outer epoch (paper: 4 passes)
     explore_unit: str = "steps"  # steps | passes (over the unlabelled data)
     explore_lr: float = 1e-3  # (paper)
+    # steps on L_u alone before the first outer epoch (on top of its `explore`): a lower-level warm
+    # start, so the penalty has a learnt L_u to hold the encoder to from the first joint step
+    explore_first: int = 0
     joint_steps_per_epoch: int = 0  # 0 = one pass over the labelled data
     encoder_lr: float = 1e-3  # (paper: 1e-4 for all three groups, on much more data)
     ctc_head_lr: float = 1e-3
@@ -419,8 +422,8 @@ def validate(cfg: Any) -> None:
             (m.gamma_schedule in ("linear", "constant", "cosine"), "method.gamma_schedule must be linear, constant or cosine"),
             (m.ramp_unit in ("steps", "epochs"), "method.ramp_unit must be steps or epochs"),
             (m.explore_unit in ("steps", "passes"), "method.explore_unit must be steps or passes"),
-            (m.explore >= 0 and m.finetune_steps >= 0 and m.joint_steps_per_epoch >= 0,
-             "method.explore, method.finetune_steps and method.joint_steps_per_epoch must be >= 0"),
+            (min(m.explore, m.explore_first, m.finetune_steps, m.joint_steps_per_epoch) >= 0,
+             "method.explore, explore_first, finetune_steps and joint_steps_per_epoch must be >= 0"),
             (m.v_estimate in ("explore", "copy", "none"), "method.v_estimate must be explore, copy or none"),
         ]
     if cfg.method.name == "pseudo_label":

@@ -41,7 +41,7 @@ from bljust.tracking.checkpoint import (FORMAT_VERSION, load_checkpoint, load_la
 from bljust.tracking.faults import fault_point
 from bljust.tracking.metrics import MetricsWriter
 from bljust.tracking.warm_start import warm_start
-from bljust.tracking.wandb_run import WandbRun, refuse_secrets
+from bljust.tracking.wandb_run import WandbRun, refuse_secrets, seed_tags
 
 # The running bad-data check waits for this many utterances of an epoch, so a few bad files
 # early in the shuffle do not stop a run; the end-of-epoch check always applies.
@@ -293,7 +293,7 @@ class Trainer:
         metrics = MetricsWriter(self.out_dir / "metrics.jsonl", resume_step=self.step) if main else None
         wandb = WandbRun(cfg.logging.wandb if main else "disabled", cfg.recipe.wandb_project, cfg.logging.group,
                          cfg.run_name, cfg.method.name, self.resolved, self.out_dir, self.wandb_id,
-                         list(cfg.logging.tags))
+                         seed_tags(cfg.logging.tags, cfg.train.seed))
         self.wandb_id = wandb.id if main else self.wandb_id
         stop = {"signal": 0}
 

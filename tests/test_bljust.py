@@ -46,6 +46,10 @@ def test_phase_plan():
     assert "".join(p.kind[0] for p in kinds) == "eejjjeejjjeejff"
     assert [p.index for p in kinds if p.kind == "joint"] == list(range(7))
     assert [p.epoch for p in kinds if p.kind == "joint"] == [0, 0, 0, 1, 1, 1, 2]
+    warm = [phase_of(s, 2, 3, 7, explore_first=4) for s in range(4 + 2 * 3 + 7 + 2)]
+    assert "".join(p.kind[0] for p in warm) == "eeee" + "eejjjeejjjeejff"
+    assert [(p.epoch, p.index) for p in warm[:6]] == [(-1, 0), (-1, 1), (-1, 2), (-1, 3), (0, 0), (0, 1)]
+    assert warm[4:] == kinds
 
 
 def _trainer(small_cfg, run_dir, overrides):

@@ -61,9 +61,22 @@ def test_offline_wandb_run_is_kept_in_the_checkpoint(small_cfg, tmp_path, monkey
     secret = "s3cr3t" * 7
     monkeypatch.setenv("WANDB_API_KEY", secret)  # must never land in config, logs or checkpoints
     monkeypatch.setenv("WANDB_SILENT", "true")
+    import wandb
+
+    real_init, seen = wandb.init, {}
+
+    def spy_init(**kwargs):
+        seen.update(kwargs)
+        return real_init(**kwargs)
+
+    monkeypatch.setattr(wandb, "init", spy_init)
     cfg = small_cfg(["logging.wandb=offline", "train.max_steps=2", "train.eval_every=2", "eval.max_dev_utts=2",
-                     f"run_dir={tmp_path}"])
+                     "logging.group=cmp", "train.seed=3", f"run_dir={tmp_path}"])
     Trainer(cfg, Path(tmp_path)).run()
+    # a comparison's runs: project = recipe, group = comparison, job_type = method, a seed tag
+    assert (seen["project"], seen["group"], seen["job_type"]) == (cfg.recipe.wandb_project, "cmp", cfg.method.name)
+    assert "seed3" in seen["tags"] and seen["resume"] == "allow"
+    assert seen["config"]["train"]["max_steps"] == 2  # the resolved config
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert ckpt["wandb_id"] and list((tmp_path / "wandb").glob(f"offline-run-*-{ckpt['wandb_id']}"))
     files = [p for p in tmp_path.rglob("*") if p.is_file()]  # every file: W&B's own .wandb/.log too

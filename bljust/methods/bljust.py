@@ -2,7 +2,7 @@
 
     min_{θ, φ_s} L_s(θ, φ_s)   s.t.   (θ, φ_u) ∈ argmin L_u(θ, φ_u)
 
-is solved as min L_s + γ (L_u − v), v = min L_u, with γ ramped up. Per outer epoch:
+is solved as min L_s + γ (L_u − v), v = min L_u, with γ ramped up. After `explore_first` warm-start steps on L_u, per outer epoch:
   1. exploration: `explore` steps (or passes) descending L_u alone on (θ, φ_u), own AdamW;
   2. joint steps on a labelled and an unlabelled batch, each parameter group its own AdamW:
      θ gets ∇(L_s + γ L_u), φ_s gets ∇L_s, φ_u gets ∇L_u;
@@ -72,9 +72,12 @@ class Phase:
     index: int  # explore: step within the epoch; joint: global joint step; finetune: step within
 
 
-def phase_of(step: int, explore: int, joint_per_epoch: int, joint_total: int) -> Phase:
-    """Which phase loop step `step` is in: a pure function of the step, so resume is exact."""
-    s = step
+def phase_of(step: int, explore: int, joint_per_epoch: int, joint_total: int, explore_first: int = 0) -> Phase:
+    """Which phase loop step `step` is in: a pure function of the step, so resume is exact.
+    The warm-start exploration before the first outer epoch is epoch -1."""
+    if step < explore_first:
+        return Phase("explore", -1, step)
+    s = step - explore_first
     epochs = math.ceil(joint_total / joint_per_epoch)
     for e in range(epochs):
         if s < explore:
@@ -117,10 +120,11 @@ class BLJust(Method):
 
     def total_steps(self) -> int:
         m, joint = self.ctx.cfg.method, self.ctx.cfg.train.max_steps
-        return math.ceil(joint / self.joint_per_epoch) * self.explore_steps + joint + m.finetune_steps
+        return m.explore_first + math.ceil(joint / self.joint_per_epoch) * self.explore_steps + joint + m.finetune_steps
 
     def step(self, step: int) -> dict[str, torch.Tensor | float]:
-        phase = phase_of(step, self.explore_steps, self.joint_per_epoch, self.ctx.cfg.train.max_steps)
+        phase = phase_of(step, self.explore_steps, self.joint_per_epoch, self.ctx.cfg.train.max_steps,
+                         self.ctx.cfg.method.explore_first)
         if phase.kind == "explore":
             return self._explore(phase)
         if phase.kind == "joint":
@@ -132,7 +136,8 @@ class BLJust(Method):
         loss, stats = unsupervised_loss(self.ctx, self.unsup, host.to(self.ctx.device))
         params = self.groups["encoder"] + self.groups["unsup_head"]
         norm = self.update(loss, {"explore": params})["explore"]
-        if phase.index == self.explore_steps - 1:  # L_u after exploring: the lower level's value
+        last = self.ctx.cfg.method.explore_first if phase.epoch < 0 else self.explore_steps
+        if phase.index == last - 1:  # L_u after exploring: the lower level's value
             self.v_hat = loss.detach().cpu()
         return {"loss_unsup": loss.detach(), "grad_norm_explore": norm, "phase": 0.0, "outer_epoch": phase.epoch,
                 "batch_seconds": host.seconds, **stats}

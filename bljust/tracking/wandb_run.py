@@ -75,3 +75,9 @@ def refuse_secrets(config: dict[str, Any]) -> None:
     text = json.dumps(config, default=str)
     if any(key in text for key in api_keys()):
         raise UserError("a config value holds the W&B API key: set it only as WANDB_API_KEY or in ~/.netrc")
+
+
+def seed_tags(tags: list[str] | tuple[str, ...], seed: int) -> list[str]:
+    """The user's tags plus `seed<N>`, so W&B can filter and group a comparison's runs by seed."""
+    tags = list(tags)
+    return tags if f"seed{seed}" in tags else [*tags, f"seed{seed}"]
