@@ -22,8 +22,10 @@ $(BIN)/python:
 setup: system-deps $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev]"
 
+# The whole demo: corpus, the five methods at one equal budget, dev/test scores, the comparison
+# (runs/demo_all/report.md and report.html).
 demo: setup
-	$(BIN)/python -m bljust.train recipe=demo method=supervised $(ARGS)
+	$(BIN)/python -m bljust.demo $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 tests

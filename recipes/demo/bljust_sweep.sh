@@ -42,12 +42,9 @@ declare -A cfg=(
   [l]="train.max_steps=390 method.joint_steps_per_epoch=50 method.explore=0 method.explore_first=300
        method.ramp_length=3 method.explore_lr=1e-3 train.max_duration=40 $(lr 2e-3)
        method.finetune_steps=120 method.finetune_lr=2e-4"
-  # warm start with a small penalty
-  [m]="train.max_steps=450 method.joint_steps_per_epoch=50 method.explore=0 method.explore_first=300
-       method.ramp_length=3 method.explore_lr=1e-3 train.max_duration=40 $(lr 2e-3) method.gamma_max=0.1"
 )
 labels=("$@")
-[ ${#labels[@]} -gt 0 ] || labels=(a b c d e f g h i j k l m)
+[ ${#labels[@]} -gt 0 ] || labels=(a b c d e f g h i j k l)
 $py -m bljust.prepare recipe=demo
 mkdir -p $root
 one() { local dir=$root/$1/seed0

@@ -1,0 +1,66 @@
+"""The README's main command (`python -m bljust.demo`) end to end at toy size: every method trained,
+scored on dev and test, and compared; the table, the HTML and the runs' own scores agree."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bljust.demo import METHODS, method_overrides
+from tests.conftest import small_overrides
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("budget", [6, 24, 200, 1200])
+def test_every_method_gets_the_same_compute_budget(budget):
+    def kv(method):
+        return dict(o.split("=", 1) for o in method_overrides(method, budget))
+
+    assert int(kv("supervised")["train.max_steps"]) == budget
+    ptft = kv("ptft")
+    assert int(ptft["method.pretrain_steps"]) + int(ptft["train.max_steps"]) == budget
+    assert 2 * int(kv("just")["train.max_steps"]) in (budget, budget - 1)
+    bl = kv("bljust")
+    joint, per_epoch, k = (int(bl[f"{k}"]) for k in ("train.max_steps", "method.joint_steps_per_epoch",
+                                                      "method.explore"))
+    epochs = -(-joint // per_epoch)
+    assert 0.8 * budget <= epochs * k + 2 * joint <= budget
+    pl = kv("pseudo_label")
+    assert int(pl["train.max_steps"]) == budget and 0 < int(pl["method.start_step"]) < budget
+    with pytest.raises(ValueError, match="unknown method"):
+        method_overrides("nope", budget)
+
+
+@pytest.mark.e2e
+def test_demo_command_runs_every_method_and_writes_an_agreeing_report(demo_root, tmp_path):
+    root = tmp_path / "demo_all"
+    overrides = [o for o in small_overrides(demo_root) if not o.startswith(("run_dir=", "train.num_workers",
+                                                                              "train.progress"))]
+    overrides += ["model=tiny", "eval.max_dev_utts=4", "monitor.probe_hours=0.005", "monitor.num_clusters=4",
+                  "monitor.max_frames=300"]
+    proc = subprocess.run([sys.executable, "-m", "bljust.demo", "--budget", "6", "--root", str(root), *overrides],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+    md = (root / "report.md").read_text()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in md.splitlines()[2:]}
+    head = [c.strip() for c in md.splitlines()[0].split("|")[2:-1]]
+    assert set(rows) == set(METHODS)
+    for method in METHODS:
+        scores = json.loads((root / method / "seed0" / "eval_last" / "wer.json").read_text())
+        for split in ("dev", "test"):
+            for metric in ("wer", "cer"):
+                cell = rows[method][head.index(f"{split} {metric.upper()}")]
+                assert cell == f"{scores[split][metric]:.1f}", (method, split, metric)
+    html = (root / "report.html").read_text()
+    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 3
+    assert all(m in html for m in METHODS) and "http" not in html.replace("http-equiv", "")
+    summary = json.loads((root / "demo.json").read_text())
+    assert summary["failed"] == [] and summary["wall_seconds"] > 0
