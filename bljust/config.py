@@ -158,6 +158,9 @@ class OptimConfig:
     schedule: str = "cosine"  # cosine | constant
     min_lr_ratio: float = 0.05
     grad_clip: float = 5.0
+    # fused AdamW: one kernel per step, and it skips a non-finite update on the device, so the step
+    # needs no host sync. auto = on CUDA (on the CPU the unfused update is as fast and syncs are free)
+    fused: str = "auto"  # auto | true | false
 
 
 @dataclass
@@ -395,6 +398,7 @@ def validate(cfg: Any) -> None:
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
         (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule must be cosine or constant"),
         (cfg.train.precision in ("auto", "fp32", "bf16"), "train.precision must be auto, fp32 or bf16"),
+        (str(cfg.optim.fused) in ("auto", "true", "false", "True", "False"), "optim.fused must be auto, true or false"),
         (cfg.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
         (cfg.eval.select_metric in ("wer", "cer"), "eval.select_metric must be wer or cer"),
         (cfg.logging.wandb in ("auto", "online", "offline", "disabled"),

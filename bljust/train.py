@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import resource
 import signal
 import time
 from pathlib import Path
@@ -46,6 +47,14 @@ from bljust.tracking.wandb_run import WandbRun, refuse_secrets, seed_tags
 # The running bad-data check waits for this many utterances of an epoch, so a few bad files
 # early in the shuffle do not stop a run; the end-of-epoch check always applies.
 BAD_FRACTION_MIN_SEEN = 500
+
+
+def memory_record(device: torch.device) -> dict[str, float]:
+    """Peak memory so far: the process's resident set (CPU), and on CUDA the allocator's peak."""
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
+    if device.type == "cuda":
+        out["max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -203,8 +212,12 @@ class Trainer:
         self.last_saved = (path, ckpt["step"])
         return path
 
-    def after_step(self, metrics: MetricsWriter | None, wandb: WandbRun) -> None:
-        """Checks after every step: epoch-end skip summaries, the bad-data limit, non-finite streaks."""
+    def data_wait_seconds(self) -> float:
+        return self.labelled.wait_seconds + (self._unlabelled.wait_seconds if self._unlabelled else 0.0)
+
+    def after_step(self, metrics: MetricsWriter | None, wandb: WandbRun, sync: bool = True) -> None:
+        """Checks after every step: epoch-end skip summaries, the bad-data limit, and (when `sync`:
+        reading it waits for the device) the non-finite streak."""
         t = self.cfg.train
         streams = {"labelled": self.labelled, "unlabelled": self._unlabelled}
         try:
@@ -221,7 +234,7 @@ class Trainer:
                 stream.finished_epochs.clear()
                 check_bad_fraction(f"{name} data, epoch {stream.epoch} so far", stream.epoch_skips,
                                    stream.epoch_used, t.max_bad_fraction, BAD_FRACTION_MIN_SEEN)
-            streak = self.method.nonfinite_streak
+            streak = self.method.nonfinite_streak if sync else 0
             if streak >= t.max_nonfinite_steps:
                 last = f"{self.last_saved[0]} (step {self.last_saved[1]})" if self.last_saved else "none written yet"
                 raise TrainingDiverged(
@@ -311,6 +324,7 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, disable=not (t.progress and main), dynamic_ncols=True)
         self.model.train()
         window_start, window_steps, stopping = time.perf_counter(), 0, 0
+        window_wait = self.data_wait_seconds()
         # A signal reaches ranks at different steps: they agree on it before each step. The monitor
         # runs on every rank on the same weights and probe set, so its prune decision agrees too.
         while (self.step < total and self.monitor.prune_message is None
@@ -330,8 +344,12 @@ class Trainer:
                 # Means over ranks; batch_seconds (audio per update, the effective batch) summed.
                 shared = distributed.reduce_record({**out, "skipped_utterances": skipped},
                                                    sum_keys=("batch_seconds", "skipped_utterances"))
+                window = max(time.perf_counter() - window_start, 1e-9)
                 record = {"step": self.step, "epoch": self.labelled.epoch, "train_seconds": self.train_seconds,
-                          "steps_per_second": window_steps / max(time.perf_counter() - window_start, 1e-9),
+                          "steps_per_second": window_steps / window,
+                          # the share of the window's training time spent waiting for batches
+                          "data_wait_fraction": (self.data_wait_seconds() - window_wait) / window,
+                          **memory_record(self.device),
                           "supervised_updates": self.method.supervised_updates,
                           "skipped_utterances": int(shared.pop("skipped_utterances")),
                           "nonfinite_skips": self.method.nonfinite_skips, **shared, **monitored}
@@ -347,11 +365,12 @@ class Trainer:
                     metrics.write(record)
                     wandb.log(record, self.step)
                     bar.set_postfix({k: f"{record[k]:.3g}" for k in record if k.startswith(("loss", "dev"))})
-                window_start, window_steps = time.perf_counter(), 0
+                window_start, window_steps, window_wait = time.perf_counter(), 0, self.data_wait_seconds()
             elif monitored and main:
                 metrics.write({"step": self.step, **monitored})
                 wandb.log(monitored, self.step)
-            self.after_step(metrics, wandb)
+            # on CUDA the streak is read at log steps only: skipped updates cost nothing meanwhile
+            self.after_step(metrics, wandb, sync=self.device.type != "cuda" or log_now)
             if self.step % t.ckpt_every == 0 or self.step == total:
                 self.train_seconds += time.perf_counter() - window_start
                 window_start = time.perf_counter()

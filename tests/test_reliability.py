@@ -111,8 +111,9 @@ def test_mostly_bad_data_stops_the_run_with_one_clear_message(demo_root, tmp_pat
 
 # --- non-finite loss ---------------------------------------------------------------------------
 @pytest.mark.e2e
+@pytest.mark.parametrize("fused", ["false", "true"])  # true: the sync-free skip of CUDA runs, on the CPU
 def test_nonfinite_steps_are_skipped_and_a_streak_stops_naming_the_last_good_checkpoint(small_cfg, tmp_path,
-                                                                                       monkeypatch):
+                                                                                       monkeypatch, fused):
     import bljust.methods.supervised as supervised
     from bljust.train import Trainer, TrainingDiverged
 
@@ -126,7 +127,7 @@ def test_nonfinite_steps_are_skipped_and_a_streak_stops_naming_the_last_good_che
 
     monkeypatch.setattr(supervised, "supervised_loss", flaky_loss)
     cfg = small_cfg(["train.max_steps=10", "train.ckpt_every=2", "train.log_every=1", "train.eval_every=100",
-                     "train.max_nonfinite_steps=3", f"run_dir={tmp_path}"])
+                     "train.max_nonfinite_steps=3", f"optim.fused={fused}", f"run_dir={tmp_path}"])
     ckpt = tmp_path / "checkpoints" / "last.pt"
     with pytest.raises(TrainingDiverged, match=rf"^stopped at step 7: 3 consecutive steps had a non-finite loss "
                                                rf"or gradient \(train.max_nonfinite_steps=3\); last good checkpoint: "
@@ -138,6 +139,10 @@ def test_nonfinite_steps_are_skipped_and_a_streak_stops_naming_the_last_good_che
     last = load_checkpoint(ckpt)
     assert last["step"] == 4 and last["method"]["nonfinite_streak"] == 0  # saved while the streak ran: never
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    # AdamW counted only the 3 good updates (steps 1, 3, 4): a skipped step leaves its state alone
+    states = [st for opt in last["method"]["optimizers"].values() for st in opt["state"].values()]
+    assert states and {float(st["step"]) for st in states} == {3.0}
+    assert all(torch.isfinite(st["exp_avg_sq"]).all() for st in states)
 
 
 # --- configuration -----------------------------------------------------------------------------

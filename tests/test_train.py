@@ -154,7 +154,9 @@ def _train_cmd(demo_root: Path, run: Path, steps: int) -> list[str]:
 
 
 def _strip_times(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if "seconds" not in k and k != "steps_per_second"} for r in records]
+    from tools.fault_inject import TIME_KEYS
+
+    return [{k: v for k, v in r.items() if "seconds" not in k and k not in TIME_KEYS} for r in records]
 
 
 def test_sigkill_and_rerun_resumes_exactly(demo_root, tmp_path):

@@ -36,7 +36,9 @@ from bljust.tracking.checkpoint import load_checkpoint  # noqa: E402
 from bljust.tracking.metrics import read_metrics  # noqa: E402
 
 POINTS = ("step", "ckpt_write", "ckpt_rotate", "eval", "monitor")
-TIME_KEYS = ("train_seconds", "steps_per_second", "eval_seconds", "monitor_seconds", "monitor_seconds_total")
+# measurements of the machine, not of the training: they differ between any two runs
+TIME_KEYS = ("train_seconds", "steps_per_second", "eval_seconds", "monitor_seconds", "monitor_seconds_total",
+             "data_wait_fraction", "peak_rss_mb", "max_allocated_mb")
 
 
 def train_cmd(overrides: list[str], run_dir: Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -146,6 +147,7 @@ class BatchStream:
         # (epoch, utterances used, skips) of finished epochs the trainer has not reported yet
         self.finished_epochs: list[tuple[int, int, SkipLog]] = []
         self._it: Iterator[Batch] | None = None
+        self.wait_seconds = 0.0  # time the consumer spent blocked on the loader (its workers behind)
 
     def _sampler(self) -> DynamicBucketingSampler:
         sampler = DynamicBucketingSampler(
@@ -177,8 +179,9 @@ class BatchStream:
         over, its skips counted)."""
         boundaries = 0
         while True:
+            waited = time.perf_counter()
             if self._it is None:
-                self._start()
+                self._start()  # an epoch's workers start here: part of the wait
             try:
                 batch = next(self._it)
             except StopIteration:
@@ -192,6 +195,8 @@ class BatchStream:
                 if boundaries > 2:
                     raise RuntimeError("the sampler yielded no batch for a whole epoch: is the manifest empty?")
                 continue
+            finally:
+                self.wait_seconds += time.perf_counter() - waited
             self.batch_in_epoch += 1
             self.skips.update(batch.skips)
             self.epoch_skips.update(batch.skips)

@@ -74,7 +74,7 @@ class Method:
         self.modules: dict[str, torch.nn.Module] = {}  # trainable parts outside the model (L_u heads)
         self.supervised_updates = 0
         self.nonfinite_skips = 0
-        self.nonfinite_streak = 0  # consecutive skipped updates; the trainer stops past a limit
+        self.nonfinite_streak = 0
         self.accum = ctx.cfg.train.accum_grad
         self.micro = 0  # which micro-batch of the current update step() is on
 
@@ -122,16 +122,39 @@ class Method:
             return {name: torch.full((), float("nan")) for name in groups}
         all_reduce_grads([p for params in groups.values() for p in params])
         norms = {name: clip_and_check(params, self.ctx.cfg.optim.grad_clip) for name, params in groups.items()}
-        if all(torch.isfinite(n) for n in norms.values()):
+        found_inf = (~torch.isfinite(torch.stack(list(norms.values())).float())).any().float()
+        fused = [self.optimizers[name].defaults.get("fused") for name in groups]
+        if all(fused):  # the fused kernel skips the update itself when found_inf = 1: no host sync
+            for name in groups:
+                self.optimizers[name].found_inf = found_inf
+                self.optimizers[name].step()
+        elif not found_inf.item():
             for name in groups:
                 self.optimizers[name].step()
-            self.nonfinite_streak = 0
-        else:
-            self.nonfinite_skips += 1
-            self.nonfinite_streak += 1
+        # counted on the device; read (a sync) only at log steps and checkpoints
+        self._nonfinite_skips = self._nonfinite_skips.to(found_inf.device) + found_inf
+        self._nonfinite_streak = (self._nonfinite_streak.to(found_inf.device) + found_inf) * found_inf
         for name in groups:
             self.schedulers[name].step()
         return norms
+
+    @property
+    def nonfinite_skips(self) -> int:
+        """Updates skipped for a non-finite loss or gradient, over the run."""
+        return int(self._nonfinite_skips.item())
+
+    @nonfinite_skips.setter
+    def nonfinite_skips(self, value: int) -> None:
+        self._nonfinite_skips = torch.tensor(float(value))
+
+    @property
+    def nonfinite_streak(self) -> int:
+        """Consecutive skipped updates up to now; the trainer stops past a limit."""
+        return int(self._nonfinite_streak.item())
+
+    @nonfinite_streak.setter
+    def nonfinite_streak(self, value: int) -> None:
+        self._nonfinite_streak = torch.tensor(float(value))
 
     def state_dict(self) -> dict[str, Any]:
         return {
