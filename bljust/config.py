@@ -177,6 +177,9 @@ class TrainConfig:
     eval_every: int = 500
     ckpt_every: int = 250
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool = False  # torch.compile the encoder
+    # None: static shapes first, dynamic after a recompile (PyTorch's default); true/false force it
+    compile_dynamic: Optional[bool] = None
     progress: bool = True
     # Stop when more than this fraction of a data set's utterances is unusable (checked when
     # manifests are built and at every epoch end): a few bad files are skipped, a broken corpus is not.

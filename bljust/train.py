@@ -108,6 +108,8 @@ class Trainer:
         self.model = AsrModel(cfg.model, self.tokenizer.vocab_size).to(self.device)
         if warm is not None:
             warm.load_into(self.model)
+        if cfg.train.compile:  # in place: parameter names and checkpoints stay those of the eager model
+            self.model.encoder.compile(dynamic=cfg.train.compile_dynamic)
 
         f = cfg.features
         self.labelled_ds = AsrDataset(self.cmvn, self.tokenizer, f.sample_rate, f.num_mel_bins, f.max_utt_seconds)

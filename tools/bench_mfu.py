@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--compile", action="store_true", help="torch.compile the encoder (train.compile)")
     ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
 
     from bljust.methods.supervised import Supervised
     from bljust.train import Trainer
@@ -108,7 +108,7 @@ def main() -> None:
               f"{' compiled' if args.compile else ''} | batch {len(batch)} utts, {batch.seconds:.1f} s audio, "
               f"{frames} encoder frames | {args.rounds} rounds")
         print(f"FLOPs per training step (fwd+bwd, counted): {flops / 1e9:.2f} GFLOP; top ops: "
-              + ", ".join(f"{op.split('.')[-2] if '.' in op else op} {n / flops:.0%}" for op, n in by_op[:5]))
+              + ", ".join(f"{op.split('.')[1] if '.' in op else op} {n / flops:.0%}" for op, n in by_op[:5]))
         print(f"step: median {t_step * 1000:.1f} ms (min {min(step_times) * 1000:.1f}) -> "
               f"{achieved / 1e9:.1f} GFLOP/s; {batch.seconds / t_step:.1f} s of audio per second")
         for name, r in rates.items():
