@@ -57,17 +57,19 @@ def monitor_keys(runs: list[dict]) -> list[str]:
     return sorted(keys)
 
 
-def plot_png(curves: dict, label: str) -> bytes:
-    """One figure, two panels: the metric against step and against training minutes."""
+def plot_png(curves: dict, label: str, colors: dict[str, str] | None = None) -> bytes:
+    """One figure, two panels: the metric against step and against training minutes. `colors`
+    keeps each method's colour the same across figures."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
     for method, (steps, minutes, values) in sorted(curves.items()):
-        axes[0].plot(steps, values, marker="o", markersize=3, label=method)
-        axes[1].plot(minutes, values, marker="o", markersize=3, label=method)
+        color = (colors or {}).get(method)
+        axes[0].plot(steps, values, marker="o", markersize=3, label=method, color=color)
+        axes[1].plot(minutes, values, marker="o", markersize=3, label=method, color=color)
     for ax, xlabel in ((axes[0], "training step"), (axes[1], "training time (minutes)")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(title="method (mean over seeds)", fontsize=9)
+    axes[0].legend(title="method (mean over seeds)", fontsize=9, loc="best", framealpha=0.8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
@@ -78,12 +80,14 @@ def write_plots(runs: list[dict], out_dir: Path) -> list[tuple[str, Path]]:
     """PNG files for every curve some run logged; returns (label, path) in display order."""
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = CURVES + [(k, k[len(MONITOR_PREFIX):] + " (label-free monitor)") for k in monitor_keys(runs)]
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {m: palette[i % len(palette)] for i, m in enumerate(sorted({r["method"] for r in runs}))}
     written = []
     for key, label in wanted:
         curves = method_curves(runs, key)
         if curves:
             path = out_dir / f"{key.replace('/', '_')}.png"
-            path.write_bytes(plot_png(curves, label))
+            path.write_bytes(plot_png(curves, label, colors))
             written.append((label, path))
     return written
 
