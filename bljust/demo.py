@@ -60,10 +60,11 @@ def method_overrides(method: str, budget: int) -> list[str]:
 
 
 def common_overrides(budget: int) -> list[str]:
-    """Cadences scaled to the budget: about three dev evaluations and monitor passes per run."""
-    every = max(1, budget // 3)
-    return ["recipe=demo", f"train.eval_every={every}", f"train.ckpt_every={every}",
-            f"train.log_every={max(1, budget // 24)}", f"monitor.every_steps={every}",
+    """Cadences scaled to the budget: four dev evaluations (on 80 utterances: the curve; the
+    final scores use all of dev and test) and two monitor passes per run."""
+    return ["recipe=demo", f"train.eval_every={max(1, budget // 4)}", "eval.max_dev_utts=80",
+            f"train.ckpt_every={max(1, budget // 4)}", f"train.log_every={max(1, budget // 24)}",
+            f"monitor.every_steps={max(1, budget // 2)}",
             f"optim.warmup_steps={max(1, min(100, budget // 6))}", "train.num_workers=0", "train.progress=false"]
 
 

@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--compile", action="store_true", help="torch.compile the encoder (train.compile)")
+    ap.add_argument("--aten-dropout", action="store_true",
+                    help="also time steps with ATen's dropout instead of models.conformer.Dropout, interleaved")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_intermixed_args()
 
@@ -91,9 +93,18 @@ def main() -> None:
         frames = int(batch.feat_lens.max()) // 4 * len(batch)  # encoder rows per GEMM (40 ms frames)
         d, ff = cfg.model.d_model, cfg.model.d_model * cfg.model.ff_mult
         shapes = {"ffn in": (frames, d, ff), "ffn out": (frames, ff, d), "attn proj": (frames, d, d)}
-        step_times, peak_rates = [], {name: [] for name in shapes}
+        step_times, aten_times, peak_rates = [], [], {name: [] for name in shapes}
+        from torch import nn
+
+        from bljust.models.conformer import Dropout
+
+        ours = Dropout.forward
         for _ in range(args.rounds):  # interleaved: machine noise hits steps and peak alike
             step_times.append(timed(step, device))
+            if args.aten_dropout:
+                Dropout.forward = nn.Dropout.forward
+                aten_times.append(timed(step, device))
+                Dropout.forward = ours
             for name, (m, k, n) in shapes.items():
                 peak_rates[name].append(matmul_rate(m, k, n, dtype, device, reps=3))
         square = matmul_rate(2048, 2048, 2048, dtype, device, reps=3)
@@ -116,6 +127,10 @@ def main() -> None:
         print(f"matmul 2048^3 (for scale): {square / 1e9:.1f} GFLOP/s")
         print(f"MFU = {achieved / rates[peak_name]:.1%} of the model-shape peak ({peak_name}); "
               f"{achieved / square:.1%} of the 2048^3 rate")
+        if aten_times:
+            t_aten = statistics.median(aten_times)
+            print(f"with ATen's dropout instead: step median {t_aten * 1000:.1f} ms, MFU "
+                  f"{flops / t_aten / rates[peak_name]:.1%}; ours is {t_aten / t_step:.2f}x faster")
 
 
 if __name__ == "__main__":
