@@ -6,7 +6,8 @@ FLOPs per step are counted by torch.utils.flop_counter on one forward + backward
 model on a real demo batch (matmuls, convolutions, attention; elementwise work is not counted, as
 is usual for MFU). The peak is measured in the same process, interleaved with the steps: torch.matmul
 at the model's own GEMM shapes (frames x d_model against the feed-forward and attention weights),
-same dtype; the best of those shapes is the peak. A large square matmul is printed for scale.
+same dtype; the best of those shapes is the peak. A large square matmul is printed for scale
+(timed after the rounds: its 48 MB operands would flush the caches the steps use).
 MFU = (FLOPs per step / median step time) / peak. Target: >= 40 % fp32 on the CPU for the demo
 model; >= 35 % bf16 on an H100 for the LibriSpeech model (model=large recipe=librispeech_10h).
 """
@@ -99,14 +100,19 @@ def main() -> None:
         from bljust.models.conformer import Dropout
 
         ours = Dropout.forward
-        for _ in range(args.rounds):  # interleaved: machine noise hits steps and peak alike
+        # Interleaved rounds, so machine noise hits steps and peak alike. In each round the step
+        # runs twice in a row and the second is timed: training runs steps back to back, and the
+        # matmul timings between rounds would otherwise leave the first step cold caches.
+        for _ in range(args.rounds):
+            for name, (m, k, n) in shapes.items():
+                peak_rates[name].append(matmul_rate(m, k, n, dtype, device, reps=3))
+            step()
             step_times.append(timed(step, device))
             if args.aten_dropout:
                 Dropout.forward = nn.Dropout.forward
+                step()
                 aten_times.append(timed(step, device))
                 Dropout.forward = ours
-            for name, (m, k, n) in shapes.items():
-                peak_rates[name].append(matmul_rate(m, k, n, dtype, device, reps=3))
         square = matmul_rate(2048, 2048, 2048, dtype, device, reps=3)
 
         t_step = statistics.median(step_times)
