@@ -1,6 +1,6 @@
 """The whole demo in one command: every method on the demo corpus at one equal compute budget.
 
-    python -m bljust.demo [--budget 200] [--seeds 0] [--root runs/demo_all] [hydra overrides...]
+    python -m bljust.demo [--budget 200] [--seeds 0,1] [--methods ptft,bljust] [--root runs/demo_all] [overrides...]
 
 Builds the demo corpus if it is missing, trains supervised, ptft, just, bljust and pseudo_label
 with the same number of forward/backward passes over a batch (`--budget`, "C"), scores each final
@@ -68,6 +68,18 @@ def common_overrides(budget: int) -> list[str]:
             f"optim.warmup_steps={max(1, min(100, budget // 6))}", "train.num_workers=0", "train.progress=false"]
 
 
+def int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def method_list(text: str) -> list[str]:
+    methods = [m for m in text.split(",") if m]
+    for m in methods:
+        if m not in METHODS:
+            raise argparse.ArgumentTypeError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    return methods
+
+
 def run_one(method: str, seed: int, args: argparse.Namespace, env: dict[str, str]) -> tuple[str, int, str]:
     """Train one method, then score its final checkpoint on dev and test; returns (label, rc, log)."""
     run_dir = args.root / method / f"seed{seed}"
@@ -92,8 +104,9 @@ def run_one(method: str, seed: int, args: argparse.Namespace, env: dict[str, str
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=int, default=200, help="forward/backward passes per method (default 200)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    # comma-separated lists, so Hydra overrides may follow them on the command line
+    ap.add_argument("--seeds", type=int_list, default=[0], help="e.g. 0,1")
+    ap.add_argument("--methods", type=method_list, default=list(METHODS), help=f"e.g. {','.join(METHODS)}")
     ap.add_argument("--root", type=Path, default=Path("runs/demo_all"))
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs at a time")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model=small")
