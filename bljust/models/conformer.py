@@ -52,7 +52,7 @@ class Dropout(nn.Dropout):
 
 
 class ConvSubsampling(nn.Module):
-    """(B, T, F) 10 ms frames -> (B, ceil(T/4), d_model) 40 ms frames."""
+    """(B, T, F) 10 ms frames, (B,) lengths -> (B, ceil(T/4), d_model) 40 ms frames, (B,) lengths."""
 
     def __init__(self, input_dim: int, channels: int, d_model: int):
         super().__init__()
@@ -62,10 +62,10 @@ class ConvSubsampling(nn.Module):
         )
         self.out = nn.Linear(channels * ((input_dim + 3) // 4), d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.conv(x.unsqueeze(1))  # (B, C, T/4, F/4)
         b, c, t, f = x.shape
-        return self.out(x.permute(0, 2, 1, 3).reshape(b, t, c * f))
+        return self.out(x.permute(0, 2, 1, 3).reshape(b, t, c * f)), subsampled_lengths(lens)
 
 
 class RotaryEmbedding(nn.Module):
@@ -160,11 +160,16 @@ class ConformerBlock(nn.Module):
 
 
 class ConformerEncoder(nn.Module):
-    """Filterbank frames in, 40 ms encoder frames out."""
+    """Filterbank frames in, 40 ms encoder frames out.
 
-    def __init__(self, cfg: ModelConfig):
+    `frontend` replaces the conv subsampling with any module mapping (inputs, lengths) to
+    ((B, T', d_model), (B,)) (models/frontends.py: a waveform CNN, for the front-end benchmark).
+    """
+
+    def __init__(self, cfg: ModelConfig, frontend: nn.Module | None = None):
         super().__init__()
-        self.subsample = ConvSubsampling(cfg.input_dim, cfg.subsampling_channels, cfg.d_model)
+        self.subsample = frontend if frontend is not None else \
+            ConvSubsampling(cfg.input_dim, cfg.subsampling_channels, cfg.d_model)
         self.drop = Dropout(cfg.dropout)
         self.layers = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.num_layers))
         self.d_model = cfg.d_model
@@ -176,8 +181,8 @@ class ConformerEncoder(nn.Module):
         `return_layer` k returns the output of block k (1-based) instead of the last one; the
         monitors probe intermediate layers this way.
         """
-        x = self.drop(self.subsample(feats))
-        out_lens = subsampled_lengths(lens)
+        x, out_lens = self.subsample(feats, lens)
+        x = self.drop(x)
         mask = padding_mask(out_lens, x.shape[1])
         for i, layer in enumerate(self.layers, 1):
             x = layer(x, mask)
