@@ -49,8 +49,9 @@ def method_overrides(method: str, budget: int) -> list[str]:
         per_epoch = b // epochs
         k = max(1, per_epoch // 6)
         j = max(1, (per_epoch - k) // 2)
+        # gamma_max 0.1: the best dev CER of recipes/demo/bljust_sweep.sh (docs/demo_comparison.md)
         return [f"train.max_steps={epochs * j}", f"method.joint_steps_per_epoch={j}", f"method.explore={k}",
-                f"method.ramp_length={max(1, epochs // 2)}", "method.explore_lr=1e-3",
+                f"method.ramp_length={max(1, epochs // 2)}", "method.explore_lr=1e-3", "method.gamma_max=0.1",
                 *[f"method.{g}_lr=2e-3" for g in ("encoder", "ctc_head", "unsup_head")]]
     if method == "pseudo_label":
         # supervised warm-up for 5/12 of the budget, then cycles of 1 supervised : 2 pseudo-labelled
