@@ -5,7 +5,7 @@
 # just in compare.sh), label-free monitors every 10 % of training.
 #   a-h vary the knobs the monitor paper varied: batch size (train.max_duration), BEST-RQ mask
 #       probability, learning rate (all three BL-JUST groups);
-#   i-m vary BL-JUST's own knobs: gamma_max, exploration (per epoch, warm start), final fine-tune.
+#   i-k vary BL-JUST's own knobs: gamma_max, a lower-level warm start, no exploration.
 # The BL-JUST point of the comparison table is chosen on dev CER only; test scores of the sweep runs
 # exist for the early-prediction study (final test WER across runs).
 # Usage: recipes/demo/bljust_sweep.sh [labels...]   (two runs at a time, one thread each)
@@ -38,13 +38,9 @@ declare -A cfg=(
   # no exploration, the penalty only: 600 joint steps = 1200 C
   [k]="train.max_steps=600 method.joint_steps_per_epoch=50 method.explore=0 method.ramp_length=5
        train.max_duration=40 $(lr 2e-3)"
-  # warm start + joint + a supervised-only fine-tune: 300 + 390 x 2 + 120 = 1200 C
-  [l]="train.max_steps=390 method.joint_steps_per_epoch=50 method.explore=0 method.explore_first=300
-       method.ramp_length=3 method.explore_lr=1e-3 train.max_duration=40 $(lr 2e-3)
-       method.finetune_steps=120 method.finetune_lr=2e-4"
 )
 labels=("$@")
-[ ${#labels[@]} -gt 0 ] || labels=(a b c d e f g h i j k l)
+[ ${#labels[@]} -gt 0 ] || labels=(a b c d e f g h i j k)
 $py -m bljust.prepare recipe=demo
 mkdir -p $root
 one() { local dir=$root/$1/seed0
