@@ -44,15 +44,11 @@ def method_overrides(method: str, budget: int) -> list[str]:
     if method == "just":
         return [f"train.max_steps={b // 2}", "method.alpha=0.5"]
     if method == "bljust":
-        # per outer epoch K exploration steps (1 C) and J joint steps (2 C), K ~ 1/6 of the epoch
-        epochs = max(2, min(10, b // 120))
-        per_epoch = b // epochs
-        k = max(1, per_epoch // 6)
-        j = max(1, (per_epoch - k) // 2)
-        # gamma_max 0.1: the best dev CER of recipes/demo/bljust_sweep.sh (docs/demo_comparison.md)
-        return [f"train.max_steps={epochs * j}", f"method.joint_steps_per_epoch={j}", f"method.explore={k}",
-                f"method.ramp_length={max(1, epochs // 2)}", "method.explore_lr=1e-3", "method.gamma_max=0.1",
-                *[f"method.{g}_lr=2e-3" for g in ("encoder", "ctc_head", "unsup_head")]]
+        # run k of recipes/demo/bljust_sweep.sh, the best dev CER of that sweep (docs/demo_comparison.md):
+        # joint steps only (2 C each) in 10 outer epochs, gamma ramped 0 -> 1 over the first 5
+        joint = b // 2
+        return [f"train.max_steps={joint}", f"method.joint_steps_per_epoch={max(1, joint // 10)}", "method.explore=0",
+                "method.ramp_length=5", *[f"method.{g}_lr=2e-3" for g in ("encoder", "ctc_head", "unsup_head")]]
     if method == "pseudo_label":
         # supervised warm-up for 5/12 of the budget, then cycles of 1 supervised : 2 pseudo-labelled
         return [f"train.max_steps={b}", f"method.start_step={round(b * 5 / 12)}", "method.sup_updates=1",
