@@ -1,6 +1,6 @@
 """The whole demo in one command: every method on the demo corpus at one equal compute budget.
 
-    python -m bljust.demo [--budget 200] [--seeds 0,1] [--methods ptft,bljust] [--root runs/demo_all] [overrides...]
+    python -m bljust.demo [--budget 450] [--seeds 0,1] [--methods ptft,bljust] [--root runs/demo_all] [overrides...]
 
 Builds the demo corpus if it is missing, trains supervised, ptft, just, bljust and pseudo_label
 with the same number of forward/backward passes over a batch (`--budget`, "C"), scores each final
@@ -100,7 +100,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace, env: dict[str, str
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget", type=int, default=200, help="forward/backward passes per method (default 200)")
+    ap.add_argument("--budget", type=int, default=450, help="forward/backward passes per method (default 450)")
     # comma-separated lists, so Hydra overrides may follow them on the command line
     ap.add_argument("--seeds", type=int_list, default=[0], help="e.g. 0,1")
     ap.add_argument("--methods", type=method_list, default=list(METHODS), help=f"e.g. {','.join(METHODS)}")
