@@ -40,9 +40,7 @@ def method_args(method: str, steps: int) -> list[str]:
     if method == "pseudo_label":  # pseudo-labelling from the second fifth on, so it is measured
         return [f"train.max_steps={steps}", f"method.start_step={steps // 5}", "method.cache_size=4",
                 "method.replace_prob=0.2"]
-    if method == "just":
-        return [f"train.max_steps={steps}"]
-    return [f"train.max_steps={steps}"]
+    return [f"train.max_steps={steps}"]  # supervised, just
 
 
 def summarise(records: list[dict], warmup_frac: float = 0.2) -> dict[str, float]:

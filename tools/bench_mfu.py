@@ -19,27 +19,14 @@ import itertools
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench_steps import timed  # noqa: E402  (tools/ is on sys.path when run as a script)
 from bljust.cli import compose_config  # noqa: E402
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: torch.device) -> float:
-    sync(device)
-    t = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t
 
 
 def matmul_rate(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device, reps: int) -> float:

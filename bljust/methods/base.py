@@ -73,8 +73,9 @@ class Method:
         self.schedulers: dict[str, Any] = {}
         self.modules: dict[str, torch.nn.Module] = {}  # trainable parts outside the model (L_u heads)
         self.supervised_updates = 0
-        self.nonfinite_skips = 0
-        self.nonfinite_streak = 0
+        # skipped updates over the run, and in a row (the trainer stops past a limit): counted on the
+        # device by update(), read (a sync) only at log steps and checkpoints
+        self._nonfinite_skips, self._nonfinite_streak = torch.zeros(()), torch.zeros(())
         self.accum = ctx.cfg.train.accum_grad
         self.micro = 0  # which micro-batch of the current update step() is on
 
@@ -131,7 +132,6 @@ class Method:
         elif not found_inf.item():
             for name in groups:
                 self.optimizers[name].step()
-        # counted on the device; read (a sync) only at log steps and checkpoints
         self._nonfinite_skips = self._nonfinite_skips.to(found_inf.device) + found_inf
         self._nonfinite_streak = (self._nonfinite_streak.to(found_inf.device) + found_inf) * found_inf
         for name in groups:
@@ -140,21 +140,11 @@ class Method:
 
     @property
     def nonfinite_skips(self) -> int:
-        """Updates skipped for a non-finite loss or gradient, over the run."""
         return int(self._nonfinite_skips.item())
-
-    @nonfinite_skips.setter
-    def nonfinite_skips(self, value: int) -> None:
-        self._nonfinite_skips = torch.tensor(float(value))
 
     @property
     def nonfinite_streak(self) -> int:
-        """Consecutive skipped updates up to now; the trainer stops past a limit."""
         return int(self._nonfinite_streak.item())
-
-    @nonfinite_streak.setter
-    def nonfinite_streak(self, value: int) -> None:
-        self._nonfinite_streak = torch.tensor(float(value))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -174,5 +164,5 @@ class Method:
         for k, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][k])
         self.supervised_updates = state["supervised_updates"]
-        self.nonfinite_skips = state["nonfinite_skips"]
-        self.nonfinite_streak = state.get("nonfinite_streak", 0)
+        self._nonfinite_skips = torch.tensor(float(state["nonfinite_skips"]))
+        self._nonfinite_streak = torch.tensor(float(state.get("nonfinite_streak", 0)))

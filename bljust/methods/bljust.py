@@ -2,7 +2,8 @@
 
     min_{θ, φ_s} L_s(θ, φ_s)   s.t.   (θ, φ_u) ∈ argmin L_u(θ, φ_u)
 
-is solved as min L_s + γ (L_u − v), v = min L_u, with γ ramped up. After `explore_first` warm-start steps on L_u, per outer epoch:
+is solved as min L_s + γ (L_u − v), v = min L_u, with γ ramped up. After `explore_first` warm-start
+steps on L_u, per outer epoch:
   1. exploration: `explore` steps (or passes) descending L_u alone on (θ, φ_u), own AdamW;
   2. joint steps on a labelled and an unlabelled batch, each parameter group its own AdamW:
      θ gets ∇(L_s + γ L_u), φ_s gets ∇L_s, φ_u gets ∇L_u;
