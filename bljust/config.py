@@ -77,7 +77,7 @@ class FeatureConfig:
 
 @dataclass
 class SpecAugmentConfig:
-    """SpecAugment on supervised batches only (torchaudio Frequency/TimeMasking)."""
+    """SpecAugment on supervised batches only (frequency and time masks, data/features.py)."""
 
     enabled: bool = True
     freq_masks: int = 2

@@ -13,6 +13,13 @@ from bljust.cli import compose_config
 SMALL = {"train_minutes": 4, "unlabelled_minutes": 2, "dev_minutes": 0.5, "test_minutes": 0.5}
 
 
+def pytest_collection_modifyitems(items):
+    """An end-to-end test trains, so `make test-fast` (-m "not train") leaves it out too."""
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.train)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

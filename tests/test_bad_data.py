@@ -14,7 +14,7 @@ import torch
 
 from bljust.data.audio import BadAudio, read_audio
 from bljust.data.dataset import AsrDataset, BatchStream
-from bljust.data.features import Cmvn
+from bljust.data.features import Cmvn, resample
 from bljust.data.manifests import ManifestError, load_cuts, load_table_manifest, scan_librispeech
 from bljust.data.skips import BadDataError, SkipLog, check_bad_fraction
 from bljust.data.tokenizer import Tokenizer, train_tokenizer
@@ -127,9 +127,7 @@ def test_bad_file_is_skipped_when_training_reads_it(table, demo_root, case):
 def test_higher_sample_rate_is_resampled_not_skipped(tmp_path, demo_root):
     src = real_flacs(demo_root, 1)[0]
     x = samples(src)
-    import torchaudio.functional as AF
-
-    up = AF.resample(torch.from_numpy(x), 16000, 22050).numpy()
+    up = resample(torch.from_numpy(x), 16000, 22050).numpy()
     sf.write(str(tmp_path / "hi.flac"), up, 22050, format="FLAC")
     wave = read_audio(tmp_path / "hi.flac", 16000)
     assert abs(len(wave) - len(x)) <= 2

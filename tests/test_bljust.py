@@ -59,6 +59,7 @@ def _trainer(small_cfg, run_dir, overrides):
     return Trainer(cfg, Path(run_dir))
 
 
+@pytest.mark.train
 @pytest.mark.filterwarnings(r"ignore:Seems like `optimizer.step\(\)` has been overridden")
 def test_joint_step_gives_each_group_its_own_gradient(small_cfg, tmp_path):
     gamma = 0.7

@@ -62,6 +62,7 @@ TWO_STEP_KEYS = {"ptft": ["method.pretrain_steps=1", "train.max_steps=1"],
                  "pseudo_label": ["method.start_step=1", "method.sup_updates=0", "method.cache_size=1"]}
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("recipe", [r for r in RECIPES if r == "demo"])
 def test_every_recipe_and_method_runs_two_steps(small_cfg, tmp_path, recipe, method):

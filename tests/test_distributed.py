@@ -109,6 +109,7 @@ def test_torchrun_ranks_finish_together_with_identical_weights(torchrun_runs, na
     assert (torchrun_runs / name / "wer.json").is_file()
 
 
+@pytest.mark.train
 def test_supervised_epoch_end_is_crossed(torchrun_runs):
     assert torch.load(torchrun_runs / "supervised" / "rank0.pt")["streams"]["labelled"]["epoch"] == 1
 
@@ -168,6 +169,7 @@ def test_torchrun_matches_one_process_with_the_same_global_batch(torchrun_runs, 
     assert diffs.mean() < 1e-3 * lr and diffs.max() < 0.5 * lr, (diffs.mean() / lr, diffs.max() / lr)
 
 
+@pytest.mark.train
 def test_stop_signal_saves_last_pt_then_hands_over_to_the_launcher(small_cfg, tmp_path):
     """SIGUSR2 (submitit's time-limit / preemption signal) mid-run: the step finishes, last.pt is
     saved, then the handler that was there before (submitit's requeue) runs; a re-run resumes."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.train  # every test here builds a Trainer and steps it
 
 
 def _trainer(small_cfg, tmp_path, overrides):

@@ -179,6 +179,7 @@ MONITOR_RUN = ["method=supervised", "train.max_steps=4", "train.log_every=4", "t
                "eval.max_dev_utts=4", "monitor.every_steps=2", "monitor.probe_hours=0.01", "monitor.num_clusters=8"]
 
 
+@pytest.mark.train
 def test_trainer_logs_monitors_and_their_cost(small_cfg, tmp_path):
     from bljust.train import Trainer
     from bljust.tracking.metrics import read_metrics
@@ -193,6 +194,7 @@ def test_trainer_logs_monitors_and_their_cost(small_cfg, tmp_path):
     assert records[4]["monitor_seconds_total"] == pytest.approx(records[2]["monitor_seconds"] + records[4]["monitor_seconds"])
 
 
+@pytest.mark.train
 def test_pruning_stops_a_run_worse_than_the_finished_median(small_cfg, tmp_path):
     from bljust.train import Trainer
 

@@ -115,6 +115,7 @@ SLIM = ["model.num_layers=1", "train.max_duration=20", "method.start_step=2", "m
         "method.replace_prob=0.5", "train.log_every=1", "train.eval_every=100", "eval.max_dev_utts=4"]
 
 
+@pytest.mark.train
 def test_slimipl_warms_up_fills_the_cache_then_trains_on_it(small_cfg, tmp_path):
     tr = _trainer(small_cfg, tmp_path, [*SLIM, "method.pl_dropout=0.3", "train.max_steps=10"], chatty=True)
     dropouts = lambda: {m.p for m in tr.model.modules() if isinstance(m, torch.nn.Dropout)}

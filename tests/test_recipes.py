@@ -65,6 +65,7 @@ def ids(path: Path) -> list[str]:
     return [c.id for c in load_cuts(path)]
 
 
+@pytest.mark.train
 def test_librispeech_10h_manifests_and_a_few_steps(mini_libri, small_cfg, tmp_path):
     from bljust.train import Trainer
 

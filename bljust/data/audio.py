@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+
+from bljust.data.features import resample
 
 
 class BadAudio(ValueError):
@@ -61,6 +62,4 @@ def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     if not np.isfinite(data).all():
         raise BadAudio(f"{path}: audio holds NaN or inf samples", "nonfinite_audio")
     wave = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
-    if rate != sample_rate:
-        wave = AF.resample(wave, rate, sample_rate)
-    return wave
+    return resample(wave, rate, sample_rate)

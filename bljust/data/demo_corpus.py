@@ -22,8 +22,8 @@ from typing import Iterator
 
 import soundfile as sf
 import torch
-import torchaudio
 
+from bljust.data.features import resample
 from bljust.data.text import normalize_text
 from bljust.errors import UserError
 
@@ -190,7 +190,7 @@ def synthesise(job: tuple[str, str, int, int, str]) -> int:
     cmd = ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout", text.lower()]
     wav = subprocess.run(cmd, capture_output=True, check=True).stdout
     audio, rate_in = sf.read(io.BytesIO(wav), dtype="float32")
-    audio = torchaudio.functional.resample(torch.from_numpy(audio), rate_in, SAMPLE_RATE).clamp(-1, 1)
+    audio = resample(torch.from_numpy(audio), rate_in, SAMPLE_RATE).clamp(-1, 1)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, audio.numpy(), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return audio.numel()

@@ -1,4 +1,9 @@
-"""Log-mel filterbank features and global mean/variance normalisation (CMVN)."""
+"""Log-mel filterbank features, resampling, SpecAugment's masks and global mean/variance
+normalisation (CMVN).
+
+This is the only module that imports torchaudio: it is frozen upstream (2.11 is its last line),
+so moving to another signal-processing library is a change to this file alone.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from pathlib import Path
 
 import torch
 import torchaudio.compliance.kaldi as kaldi
+import torchaudio.functional as AF
+import torchaudio.transforms as T
 
 FRAME_SHIFT_S = 0.010  # 10 ms hop: the encoder's x4 subsampling makes 40 ms frames
 
@@ -28,6 +35,21 @@ def fbank(wave: torch.Tensor, num_mel_bins: int = 80, sample_rate: int = 16000) 
         dither=0.0,
         energy_floor=0.0,
     )
+
+
+def resample(wave: torch.Tensor, rate_in: int, rate_out: int) -> torch.Tensor:
+    """A waveform (..., samples) at `rate_in` Hz resampled to `rate_out` Hz (windowed sinc)."""
+    return wave if rate_in == rate_out else AF.resample(wave, rate_in, rate_out)
+
+
+def frequency_mask(max_width: int) -> torch.nn.Module:
+    """SpecAugment frequency mask on (B, D, T) features, drawn per utterance; masked bins are 0."""
+    return T.FrequencyMasking(max_width, iid_masks=True)
+
+
+def time_mask(max_width: int, max_fraction: float) -> torch.nn.Module:
+    """SpecAugment time mask on (B, D, T) features, at most `max_fraction` of each utterance."""
+    return T.TimeMasking(max_width, iid_masks=True, p=max_fraction)
 
 
 def num_frames(num_samples: int, sample_rate: int = 16000) -> int:

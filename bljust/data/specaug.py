@@ -1,11 +1,10 @@
-"""SpecAugment for supervised batches (frequency and time masks from torchaudio)."""
+"""SpecAugment for supervised batches (frequency and time masks, see data/features.py)."""
 
 from __future__ import annotations
 
 import torch
-import torchaudio.transforms as T
-
 from bljust.config import SpecAugmentConfig
+from bljust.data.features import frequency_mask, time_mask
 
 
 class SpecAugment(torch.nn.Module):
@@ -18,13 +17,13 @@ class SpecAugment(torch.nn.Module):
     def __init__(self, cfg: SpecAugmentConfig):
         super().__init__()
         self.cfg = cfg
-        self.freq = T.FrequencyMasking(cfg.freq_mask_width, iid_masks=True)
-        self.time = T.TimeMasking(cfg.time_mask_width, iid_masks=True, p=cfg.time_mask_max_frac)
+        self.freq = frequency_mask(cfg.freq_mask_width)
+        self.time = time_mask(cfg.time_mask_width, cfg.time_mask_max_frac)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.cfg.enabled):
             return feats
-        x = feats.transpose(1, 2)  # (B, D, T), as torchaudio expects
+        x = feats.transpose(1, 2)  # (B, D, T), as the masks expect
         for _ in range(self.cfg.freq_masks):
             x = self.freq(x)
         for _ in range(self.cfg.time_masks):
