@@ -9,12 +9,71 @@ with the key's name. Method configs are a config group with one schema per metho
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from bljust.errors import UserError
+
+
+# Every choice is an Enum, so OmegaConf rejects a wrong value at composition with the key's name
+# and the allowed values. StrEnum members compare equal to their names ("cosine" == Schedule.cosine).
+class Source(StrEnum):
+    demo = "demo"  # synthesised on first use
+    librispeech = "librispeech"  # LibriSpeech / Libri-light trees that must exist
+    custom = "custom"  # the user's own folders and manifests
+
+
+class Case(StrEnum):
+    upper = "upper"
+    lower = "lower"
+    keep = "keep"
+
+
+class TokenizerType(StrEnum):
+    char = "char"
+    unigram = "unigram"
+    bpe = "bpe"
+
+
+# "global" is a keyword, so this one is built by name
+TargetNorm = StrEnum("TargetNorm", [("global", "global"), ("utterance", "utterance")])
+
+
+class Unsup(StrEnum):
+    bestrq = "bestrq"
+    infonce = "infonce"
+
+
+class Schedule(StrEnum):
+    cosine = "cosine"
+    constant = "constant"
+
+
+class Precision(StrEnum):
+    auto = "auto"  # bf16 on CUDA, fp32 on the CPU
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Metric(StrEnum):
+    wer = "wer"
+    cer = "cer"
+
+
+class WandbMode(StrEnum):
+    auto = "auto"  # online iff an API key is set
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
 
 
 @dataclass
@@ -40,9 +99,7 @@ class RecipeConfig:
     """
 
     name: str = "demo"
-    # demo: synthesised on first use; librispeech: LibriSpeech / Libri-light trees that must exist;
-    # custom: the user's own folders and manifests
-    source: str = "demo"
+    source: Source = Source.demo
     corpus_dir: str = "data/demo/corpus"
     labelled_dir: Optional[str] = None  # root of the labelled entries; None = corpus_dir
     data_dir: str = "data/demo"  # prepare writes manifests, CMVN stats and tokenizer here
@@ -62,7 +119,7 @@ class TextConfig:
     `text.case=lower text.keep="a-z0-9'"` or `text.keep="A-ZÄÖÜß'"`.
     """
 
-    case: str = "upper"  # upper | lower | keep
+    case: Case = Case.upper
     keep: str = "A-Z'"  # a regex character class body: every other character becomes a space
 
 
@@ -91,7 +148,7 @@ class SpecAugmentConfig:
 class TokenizerConfig:
     """SentencePiece model trained by `prepare` on the labelled transcripts."""
 
-    model_type: str = "char"  # char | unigram | bpe
+    model_type: TokenizerType = TokenizerType.char
     vocab_size: int = 0  # ignored for char; required for unigram/bpe
 
 
@@ -124,7 +181,7 @@ class BestRQConfig:
     # What the quantiser sees: "global" = the CMVN-normalised input as is; "utterance" = each
     # utterance re-normalised to zero mean, unit variance per feature, so speaker and channel
     # offsets do not decide the code.
-    target_norm: str = "global"
+    target_norm: TargetNorm = TargetNorm["global"]
 
 
 @dataclass
@@ -142,7 +199,7 @@ class InfoNCEConfig:
 class ObjectiveConfig:
     """Which unsupervised objective L_u the methods use, and its settings."""
 
-    unsup: str = "bestrq"  # bestrq | infonce
+    unsup: Unsup = Unsup.bestrq
     bestrq: BestRQConfig = field(default_factory=BestRQConfig)
     infonce: InfoNCEConfig = field(default_factory=InfoNCEConfig)
 
@@ -155,12 +212,12 @@ class OptimConfig:
     weight_decay: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = 500
-    schedule: str = "cosine"  # cosine | constant
+    schedule: Schedule = Schedule.cosine
     min_lr_ratio: float = 0.05
     grad_clip: float = 5.0
     # fused AdamW: one kernel per step, and it skips a non-finite update on the device, so the step
-    # needs no host sync. auto = on CUDA (on the CPU the unfused update is as fast and syncs are free)
-    fused: str = "auto"  # auto | true | false
+    # needs no host sync. null = on CUDA only (on the CPU the unfused update is as fast and syncs are free)
+    fused: Optional[bool] = None
 
 
 @dataclass
@@ -176,7 +233,7 @@ class TrainConfig:
     log_every: int = 25
     eval_every: int = 500
     ckpt_every: int = 250
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: Precision = Precision.auto
     compile: bool = False  # torch.compile the encoder
     # None: static shapes first, dynamic after a recompile (PyTorch's default); true/false force it
     compile_dynamic: Optional[bool] = None
@@ -195,7 +252,7 @@ class EvalConfig:
     max_dev_utts: int = 0  # 0 = whole dev split at every dev evaluation
     # best.pt = lowest dev error of this kind. CER for tiny labelled sets: there an all-blank
     # early model (WER exactly 100) beats every later one whose insertions push WER past 100.
-    select_metric: str = "wer"  # wer | cer
+    select_metric: Metric = Metric.wer
     batch_duration: float = 300.0
 
 
@@ -203,7 +260,7 @@ class EvalConfig:
 class LoggingConfig:
     """Where metrics go: always metrics.jsonl; W&B online/offline/disabled (auto = online iff a key)."""
 
-    wandb: str = "auto"  # auto | online | offline | disabled
+    wandb: WandbMode = WandbMode.auto
     group: Optional[str] = None
     tags: list[str] = field(default_factory=list)
 
@@ -241,14 +298,14 @@ class MonitorConfig:
 
 @dataclass
 class MethodConfig:
-    """What one training step does. Each method extends this with its own keys."""
+    """What one training step does. Each method extends this with its own keys, in its own module
+    (bljust/methods/<name>.py), and checks them in `check()`."""
 
     name: str = MISSING
 
-
-@dataclass
-class SupervisedConfig(MethodConfig):
-    name: str = "supervised"
+    def check(self, cfg: Any) -> list[tuple[bool, str]]:
+        """(condition, message) pairs that must hold; `cfg` is the whole run config."""
+        return []
 
 
 @dataclass
@@ -269,88 +326,8 @@ class Config:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     run_name: str = "seed${train.seed}"
     run_dir: str = "runs/${recipe.name}/${method.name}/${run_name}"
-    device: str = "auto"  # auto | cpu | cuda
+    device: Device = Device.auto
     init_from: Optional[str] = None  # checkpoint whose weights start the run
-
-
-@dataclass
-class PtftConfig(MethodConfig):
-    """Pre-train on L_u for `pretrain_steps`, then fine-tune on L_s for train.max_steps steps."""
-
-    name: str = "ptft"
-    pretrain_steps: int = 1000
-    pretrain_lr: float = 1e-3
-    pretrain_warmup_steps: int = 200
-    freeze_encoder_steps: int = 0  # fine-tune only the fresh CTC head for this many steps first
-
-
-@dataclass
-class JustConfig(MethodConfig):
-    """Every step: L_s on a labelled batch + alpha * L_u on an unlabelled batch, one optimiser."""
-
-    name: str = "just"
-    alpha: float = 0.5
-
-
-@dataclass
-class BLJustConfig(MethodConfig):
-    """Penalty-based bilevel joint training (PBGD). Per outer epoch: `explore` lower-level steps
-    (or passes) on L_u, then `joint_steps_per_epoch` joint steps; at the end `finetune_steps` of
-    supervised-only training. train.max_steps counts the joint steps (the supervised budget).
-
-    Defaults marked (paper) follow the authors' code; the others are ours.
-    """
-
-    name: str = "bljust"
-    explore: int = 50  # lower-level exploration per outer epoch (paper: 4 passes)
-    explore_unit: str = "steps"  # steps | passes (over the unlabelled data)
-    explore_lr: float = 1e-3  # (paper)
-    # steps on L_u alone before the first outer epoch (on top of its `explore`): a lower-level warm
-    # start, so the penalty has a learnt L_u to hold the encoder to from the first joint step
-    explore_first: int = 0
-    joint_steps_per_epoch: int = 0  # 0 = one pass over the labelled data
-    encoder_lr: float = 1e-3  # (paper: 1e-4 for all three groups, on much more data)
-    ctc_head_lr: float = 1e-3
-    unsup_head_lr: float = 1e-3
-    gamma0: float = 0.0  # (paper)
-    gamma_max: float = 1.0  # (paper)
-    gamma_schedule: str = "linear"  # linear | constant | cosine
-    ramp_unit: str = "epochs"  # steps | epochs (of joint training)
-    ramp_length: int = 10  # in ramp_unit: gamma reaches gamma_max after this many
-    scale_upper_by_inv_gamma: bool = False  # PBGD reference: upper step size x min(1/gamma, 1)
-    v_estimate: str = "explore"  # explore (L_u at the end of exploration) | copy (V-PBGD) | none
-    v_copy_steps: int = 5  # V-PBGD: L_u descent steps of the copy, at log steps only
-    finetune_steps: int = 0  # (paper: 5 epochs)
-    finetune_lr: float = 1e-5  # (paper)
-
-
-@dataclass
-class PseudoLabelConfig(MethodConfig):
-    """Pseudo-labelling. mode=slimipl (Likhomanenko et al. 2021): `start_step` supervised steps,
-    then cycles of `sup_updates` supervised and `pl_updates` pseudo-labelled updates, the labels
-    made on the fly by the model itself (greedy CTC, eval mode) and kept in a dynamic cache.
-    mode=offline: `teacher` labels the unlabelled set once; the confident labels join the
-    labelled data and the model trains on both from its initialisation. train.max_steps counts
-    every update, supervised or pseudo-labelled. Demo-sized defaults; (10 h) marks the slimIPL
-    LibriSpeech 10 h recipe's value, see docs/methods.md.
-    """
-
-    name: str = "pseudo_label"
-    mode: str = "slimipl"  # slimipl | offline
-    start_step: int = 500  # supervised-only warm-up (10 h: 20000)
-    sup_updates: int = 1  # (10 h: 1)
-    pl_updates: int = 2  # (10 h: 10)
-    cache_size: int = 40  # pseudo-labelled batches in the cache (10 h: 1000)
-    replace_prob: float = 0.2  # chance a used cache entry is replaced by a new batch (10 h: 0.1)
-    pl_dropout: Optional[float] = None  # dropout from start_step on; None keeps model.dropout (10 h: 0.1 after 0.5)
-    teacher: Optional[str] = None  # offline: checkpoint whose greedy labels are used
-    confidence: str = "max_posterior"  # max_posterior | logprob (both averaged over frames)
-    confidence_threshold: float = 0.0  # keep labels with confidence >= this; 0 with max_posterior keeps all
-    label_batch_duration: float = 300.0  # offline labelling pass: seconds of audio per batch
-
-
-METHOD_SCHEMAS: dict[str, type] = {"supervised": SupervisedConfig, "ptft": PtftConfig, "just": JustConfig,
-                                   "bljust": BLJustConfig, "pseudo_label": PseudoLabelConfig}
 
 
 def sweep_label(method: str, overrides: str) -> str:
@@ -373,8 +350,10 @@ def register_configs() -> None:
     cs.store(name="base_config", node=Config)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="monitor", name="base_monitor", node=MonitorConfig)
-    for name, schema in METHOD_SCHEMAS.items():
-        cs.store(group="method", name=f"{name}_schema", node=schema)
+    from bljust.methods import METHODS  # imports every method module, each registering itself
+
+    for name, method in METHODS.items():
+        cs.store(group="method", name=f"{name}_schema", node=method.config)
 
 
 class ConfigError(UserError, ValueError):
@@ -382,76 +361,46 @@ class ConfigError(UserError, ValueError):
 
 
 def validate(cfg: Any) -> None:
-    """Reject impossible values at start-up with one line naming the key."""
+    """Reject impossible values at start-up with one line naming the key. Choices are Enums, so
+    OmegaConf has already rejected a value that is not one of them."""
+    from bljust.methods import METHODS
+
+    t = cfg.train
     checks = [
-        (cfg.train.max_steps > 0, "train.max_steps must be > 0"),
-        (cfg.train.max_duration > 0, "train.max_duration must be > 0 seconds"),
-        (min(cfg.train.log_every, cfg.train.eval_every, cfg.train.ckpt_every) > 0,
+        (t.max_steps > 0, "train.max_steps must be > 0"),
+        (t.max_duration > 0, "train.max_duration must be > 0 seconds"),
+        (min(t.log_every, t.eval_every, t.ckpt_every) > 0,
          "train.log_every, train.eval_every and train.ckpt_every must be > 0"),
-        (cfg.train.num_workers >= 0, "train.num_workers must be >= 0"),
-        (cfg.train.num_buckets >= 2, "train.num_buckets must be >= 2 (lhotse's bucketing sampler needs two)"),
-        (0.0 <= cfg.train.max_bad_fraction <= 1.0, "train.max_bad_fraction must be in [0, 1]"),
-        (cfg.train.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be >= 1"),
+        (t.num_workers >= 0, "train.num_workers must be >= 0"),
+        (t.num_buckets >= 2, "train.num_buckets must be >= 2 (lhotse's bucketing sampler needs two)"),
+        (0.0 <= t.max_bad_fraction <= 1.0, "train.max_bad_fraction must be in [0, 1]"),
+        (t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be >= 1"),
+        (t.accum_grad >= 1, "train.accum_grad must be >= 1"),
         (cfg.features.max_utt_seconds > 0, "features.max_utt_seconds must be > 0"),
         (0.0 <= cfg.specaug.time_mask_max_frac <= 1.0, "specaug.time_mask_max_frac must be in [0, 1]"),
-        (cfg.train.accum_grad >= 1, "train.accum_grad must be >= 1"),
-        (cfg.train.accum_grad == 1 or cfg.method.name != "pseudo_label",
-         "train.accum_grad > 1 is not supported with method=pseudo_label (its cache-filling steps take no update)"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
-        (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule must be cosine or constant"),
-        (cfg.train.precision in ("auto", "fp32", "bf16"), "train.precision must be auto, fp32 or bf16"),
-        (str(cfg.optim.fused) in ("auto", "true", "false", "True", "False"), "optim.fused must be auto, true or false"),
-        (cfg.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
-        (cfg.eval.select_metric in ("wer", "cer"), "eval.select_metric must be wer or cer"),
-        (cfg.logging.wandb in ("auto", "online", "offline", "disabled"),
-         "logging.wandb must be auto, online, offline or disabled"),
         (cfg.model.d_model % cfg.model.num_heads == 0, "model.d_model must be divisible by model.num_heads"),
-        (cfg.tokenizer.model_type in ("char", "unigram", "bpe"), "tokenizer.model_type must be char, unigram or bpe"),
         (cfg.tokenizer.model_type == "char" or cfg.tokenizer.vocab_size > 0,
          "tokenizer.vocab_size must be > 0 for unigram/bpe"),
-        (cfg.objective.unsup in ("bestrq", "infonce"), "objective.unsup must be bestrq or infonce"),
         (0.0 <= cfg.objective.bestrq.mask_prob <= 1.0, "objective.bestrq.mask_prob must be in [0, 1]"),
-        (cfg.objective.bestrq.target_norm in ("global", "utterance"),
-         "objective.bestrq.target_norm must be global or utterance"),
         (0.0 <= cfg.objective.infonce.mask_prob <= 1.0, "objective.infonce.mask_prob must be in [0, 1]"),
-        (cfg.recipe.source in ("demo", "librispeech", "custom"), "recipe.source must be demo, librispeech or custom"),
-        (cfg.text.case in ("upper", "lower", "keep"), "text.case must be upper, lower or keep"),
-        (cfg.method.name in METHOD_SCHEMAS, f"method.name {cfg.method.name!r} is not one of {sorted(METHOD_SCHEMAS)}"),
+        (cfg.method.name in METHODS, f"method.name {cfg.method.name!r} is not one of {sorted(METHODS)}"),
     ]
     checks += monitor_checks(cfg.monitor)
-    if cfg.method.name == "ptft":
-        checks.append((cfg.method.pretrain_steps >= 0, "method.pretrain_steps must be >= 0"))
-    if cfg.method.name == "bljust":
-        m = cfg.method
-        checks += [
-            (m.gamma_max >= m.gamma0 >= 0, "method.gamma_max must be >= method.gamma0 >= 0"),
-            (m.gamma_schedule in ("linear", "constant", "cosine"), "method.gamma_schedule must be linear, constant or cosine"),
-            (m.ramp_unit in ("steps", "epochs"), "method.ramp_unit must be steps or epochs"),
-            (m.explore_unit in ("steps", "passes"), "method.explore_unit must be steps or passes"),
-            (min(m.explore, m.explore_first, m.finetune_steps, m.joint_steps_per_epoch) >= 0,
-             "method.explore, explore_first, finetune_steps and joint_steps_per_epoch must be >= 0"),
-            (m.v_estimate in ("explore", "copy", "none"), "method.v_estimate must be explore, copy or none"),
-        ]
-    if cfg.method.name == "pseudo_label":
-        checks += pseudo_label_checks(cfg.method)
+    if cfg.method.name in METHODS:
+        checks += method_config(cfg).check(cfg)
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
 
 
-def pseudo_label_checks(m: Any) -> list[tuple[bool, str]]:
-    return [
-        (m.mode in ("slimipl", "offline"), "method.mode must be slimipl or offline"),
-        (m.mode != "offline" or bool(m.teacher), "method.teacher=PATH is required with method.mode=offline"),
-        (m.start_step >= 0 and m.sup_updates >= 0 and m.pl_updates >= 1,
-         "method.start_step and method.sup_updates must be >= 0 and method.pl_updates >= 1"),
-        (m.cache_size >= 1, "method.cache_size must be >= 1"),
-        (0.0 <= m.replace_prob <= 1.0, "method.replace_prob must be in [0, 1]"),
-        (m.pl_dropout is None or 0.0 <= m.pl_dropout < 1.0, "method.pl_dropout must be in [0, 1) or null"),
-        (m.confidence in ("max_posterior", "logprob"), "method.confidence must be max_posterior or logprob"),
-        (m.label_batch_duration > 0, "method.label_batch_duration must be > 0 seconds"),
-    ]
+def method_config(cfg: Any) -> MethodConfig:
+    """The method's settings as its typed dataclass (bljust/methods/<name>.py)."""
+    node = cfg.method
+    if isinstance(node, MethodConfig):
+        return node
+    return OmegaConf.to_object(node)  # type: ignore[return-value]
 
 
 def monitor_checks(m: Any) -> list[tuple[bool, str]]:

@@ -21,8 +21,7 @@ def make_adamw(params: Iterable[torch.nn.Parameter], cfg: OptimConfig, lr: float
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = str(cfg.fused).lower()
-    fused = (bool(params) and params[0].device.type == "cuda") if fused == "auto" else fused == "true"
+    fused = (bool(params) and params[0].device.type == "cuda") if cfg.fused is None else cfg.fused
     return torch.optim.AdamW(groups, lr=lr if lr is not None else cfg.lr, betas=tuple(cfg.betas), fused=fused or None)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 import resource
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from bljust.data.specaug import SpecAugment
 from bljust.data.tokenizer import Tokenizer
 from bljust.errors import UserError
 from bljust.evaluate import score, transcribe_cuts, write_hyps
-from bljust.methods import TrainContext, build_method
+from bljust.methods import StepOutput, TrainContext, build_method
 from bljust.models.asr import AsrModel, count_parameters
 from bljust.monitors import Monitor
 from bljust.monitors.pruning import MARKER as PRUNED_MARKER
@@ -40,7 +39,10 @@ from bljust.prepare import PreparedData, prepare
 from bljust.tracking.checkpoint import (FORMAT_VERSION, load_checkpoint, load_latest, rng_state, save_atomic,
                                         set_rng_state)
 from bljust.tracking.faults import fault_point
+from bljust.tracking.log_sink import LogSink
 from bljust.tracking.metrics import MetricsWriter
+from bljust.tracking.stop_signals import StopSignals
+from bljust.tracking.throughput import ThroughputMeter
 from bljust.tracking.warm_start import warm_start
 from bljust.tracking.wandb_run import WandbRun, refuse_secrets, seed_tags
 
@@ -59,12 +61,6 @@ def memory_record(device: torch.device) -> dict[str, float]:
 
 class TrainingDiverged(UserError, RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
-
-
-# SLURM sends SIGTERM on preemption, submitit SIGUSR2 before a time limit (or on preemption), and
-# SIGUSR1 is the usual `sbatch --signal` choice: each saves last.pt, then the launcher's own
-# handler (submitit's requeue) runs.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def pick_device(setting: str) -> torch.device:
@@ -92,7 +88,7 @@ class Trainer:
             self.device = torch.device("cuda", torch.cuda.current_device())
         out_dir = Path(distributed.broadcast_object(str(out_dir)))  # one run folder, rank 0's
         self.cfg, self.out_dir = cfg, out_dir
-        self.resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        self.resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
         refuse_secrets(self.resolved)
         self.ckpt_dir = out_dir / "checkpoints"
         seed_everything(cfg.train.seed)
@@ -128,6 +124,8 @@ class Trainer:
             # Each rank its own dropout, SpecAugment and masking draws (the weights are rank 0's).
             seed_everything(cfg.train.seed + 7919 * self.dist.rank)
         self.step, self.best_dev_error, self.train_seconds, self.wandb_id = 0, float("inf"), 0.0, None
+        self.compute_c = 0.0  # C spent so far (bljust/methods/base.py says how a pass is counted)
+        self.meter: ThroughputMeter | None = None
         self.last_saved: tuple[Path, int] | None = None
         self.dev_cuts = {s: load_cuts(self.data.eval_splits[s]) for s in self.data.dev_splits}
         if cfg.eval.max_dev_utts:
@@ -168,7 +166,8 @@ class Trainer:
             "method": self.method.state_dict(), "streams": streams, "rng": rng,
             "rng_ranks": distributed.gather_objects(rng), "world_size": self.dist.world_size,
             "config": self.resolved, "tokenizer": self.tokenizer.to_tensor(), "cmvn": self.cmvn.state_dict(),
-            "best_dev_error": self.best_dev_error, "train_seconds": self.train_seconds, "wandb_id": self.wandb_id,
+            "best_dev_error": self.best_dev_error, "wandb_id": self.wandb_id, "compute_c": self.compute_c,
+            "train_seconds": self.meter.total_seconds() if self.meter else self.train_seconds,
             "monitor_seconds": self.monitor.seconds_total,
         }
 
@@ -210,6 +209,7 @@ class Trainer:
             seed_everything(self.cfg.train.seed + 7919 * self.dist.rank + ckpt["step"])
         self.step, self.best_dev_error = ckpt["step"], ckpt["best_dev_error"]
         self.train_seconds, self.wandb_id = ckpt["train_seconds"], ckpt["wandb_id"]
+        self.compute_c = ckpt.get("compute_c", 0.0)
         self.monitor.seconds_total = ckpt.get("monitor_seconds", 0.0)
         self.last_saved = (path, ckpt["step"])
         return path
@@ -217,36 +217,28 @@ class Trainer:
     def data_wait_seconds(self) -> float:
         return self.labelled.wait_seconds + (self._unlabelled.wait_seconds if self._unlabelled else 0.0)
 
-    def after_step(self, metrics: MetricsWriter | None, wandb: WandbRun, sync: bool = True) -> None:
+    def after_step(self, log: LogSink, sync: bool = True) -> None:
         """Checks after every step: epoch-end skip summaries, the bad-data limit, and (when `sync`:
         reading it waits for the device) the non-finite streak."""
         t = self.cfg.train
-        streams = {"labelled": self.labelled, "unlabelled": self._unlabelled}
-        try:
-            for name, stream in streams.items():
-                if stream is None:
-                    continue
-                for epoch, used, skips in stream.finished_epochs:
-                    print(f"{name} data, epoch {epoch} done at step {self.step}: used {used} utterances, {skips.summary()}")
-                    if metrics is not None:  # rank 0 only under DDP
-                        metrics.write({"step": self.step, "epoch_end": name, "epoch": epoch, "used": used,
-                                       "skipped": skips.total, "skip_reasons": skips.as_dict()})
-                    wandb.log({f"{name}_epoch_skipped": skips.total}, self.step)
-                    check_bad_fraction(f"{name} data, epoch {epoch}", skips, used, t.max_bad_fraction)
-                stream.finished_epochs.clear()
-                check_bad_fraction(f"{name} data, epoch {stream.epoch} so far", stream.epoch_skips,
-                                   stream.epoch_used, t.max_bad_fraction, BAD_FRACTION_MIN_SEEN)
-            streak = self.method.nonfinite_streak if sync else 0
-            if streak >= t.max_nonfinite_steps:
-                last = f"{self.last_saved[0]} (step {self.last_saved[1]})" if self.last_saved else "none written yet"
-                raise TrainingDiverged(
-                    f"stopped at step {self.step}: {streak} consecutive steps had a non-finite loss or gradient "
-                    f"(train.max_nonfinite_steps={t.max_nonfinite_steps}); last good checkpoint: {last}")
-        except UserError:
-            if metrics is not None:
-                metrics.close()
-            wandb.finish()
-            raise
+        for name, stream in {"labelled": self.labelled, "unlabelled": self._unlabelled}.items():
+            if stream is None:
+                continue
+            for epoch, used, skips in stream.finished_epochs:
+                self.say(f"{name} data, epoch {epoch} done at step {self.step}: used {used} utterances, {skips.summary()}")
+                if self.dist.is_main:
+                    log.write({"step": self.step, "epoch_end": name, "epoch": epoch, "used": used,
+                               "skipped": skips.total, "skip_reasons": skips.as_dict()})
+                check_bad_fraction(f"{name} data, epoch {epoch}", skips, used, t.max_bad_fraction)
+            stream.finished_epochs.clear()
+            check_bad_fraction(f"{name} data, epoch {stream.epoch} so far", stream.epoch_skips,
+                               stream.epoch_used, t.max_bad_fraction, BAD_FRACTION_MIN_SEEN)
+        streak = self.method.nonfinite_streak if sync else 0
+        if streak >= t.max_nonfinite_steps:
+            raise TrainingDiverged(
+                f"stopped at step {self.step}: {streak} consecutive steps had a non-finite loss or gradient "
+                f"(train.max_nonfinite_steps={t.max_nonfinite_steps}); last good checkpoint: "
+                f"{self.resume_point() if self.last_saved else 'none written yet'}")
 
     # --- evaluation --------------------------------------------------------------------------
     def transcribe(self, cuts: CutSet) -> list[tuple[str, str | None, str]]:
@@ -289,124 +281,125 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """The loop. Under DDP every rank runs it in lockstep; only rank 0 writes files and logs."""
-        cfg, t, main = self.cfg, self.cfg.train, self.dist.is_main
-        if main:
+        done = self.start()
+        if done is not None:
+            return done
+        t, total = self.cfg.train, self.method.total_steps()
+        self.meter = ThroughputMeter(self.data_wait_seconds, self.train_seconds)
+        bar = tqdm(total=total, initial=self.step, disable=not (t.progress and self.dist.is_main), dynamic_ncols=True)
+        self.model.train()
+        with self.log_sink() as log, StopSignals() as stop:
+            # The monitor runs on every rank on the same weights and probe set, so its prune
+            # decision agrees across ranks, as the stop request does.
+            while self.step < total and self.monitor.prune_message is None and not stop.requested():
+                out = self.method.train_step(self.step)
+                fault_point("step")
+                self.step += 1
+                self.compute_c += out.compute_c
+                self.meter.step()
+                bar.update(1)
+                monitored = self.monitor.maybe_run(self.model, self.step, total)
+                self.meter.exclude(monitored.get("monitor_seconds", 0.0))  # monitor time is not training time
+                log_now = self.step % t.log_every == 0 or self.step == total
+                eval_now = self.step % t.eval_every == 0 or self.step == total
+                if log_now or eval_now:
+                    record = {**self.train_record(out), **monitored}
+                    if eval_now:
+                        with self.meter.excluded():
+                            record.update(self.evaluate_and_keep_best())
+                    log.write(record)
+                    bar.set_postfix({k: f"{record[k]:.3g}" for k in record if k.startswith(("loss", "dev"))})
+                elif monitored:
+                    log.write({"step": self.step, **monitored})
+                # on CUDA the streak is read at log steps only: skipped updates cost nothing meanwhile
+                self.after_step(log, sync=self.device.type != "cuda" or log_now)
+                if self.step % t.ckpt_every == 0 or self.step == total:
+                    with self.meter.excluded():
+                        self.save()
+            bar.close()
+            if stop.signum or self.monitor.prune_message is not None:
+                self.save()
+                self.say(self.monitor.prune_message or f"stopped by signal {stop.signum} at step {self.step}; "
+                         f"resume point {self.resume_point()}: re-run to resume")
+                table = {}
+            else:
+                table = self.finish(log)
+        distributed.barrier()
+        stop.pass_on()  # a launcher's handler, after everything is saved: submitit requeues the job here
+        return table
+
+    def say(self, message: str) -> None:
+        if self.dist.is_main:
+            print(message, flush=True)
+
+    def start(self) -> dict[str, Any] | None:
+        """Write config.yaml, resume if there is a checkpoint; a result if the run has nothing
+        left to do (finished: its wer.json; pruned: {}), else None."""
+        if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(self.resolved)))
         resumed = self.resume()
-        if resumed and main:
-            print(f"resumed from {resumed} at step {self.step}")
+        if resumed:
+            self.say(f"resumed from {resumed} at step {self.step}")
         wer_path = self.out_dir / "wer.json"
         if self.step >= self.method.total_steps() and wer_path.is_file():
-            if main:
-                print(f"run already finished at step {self.step}: {wer_path}")
+            self.say(f"run already finished at step {self.step}: {wer_path}")
             return json.loads(wer_path.read_text())
         if (self.out_dir / PRUNED_MARKER).is_file():
-            if main:
-                print(f"run was pruned, not resumed: {self.out_dir / PRUNED_MARKER}")
+            self.say(f"run was pruned, not resumed: {self.out_dir / PRUNED_MARKER}")
             return {}
+        t = self.cfg.train
+        self.say(f"run: {self.out_dir} | model {count_parameters(self.model) / 1e6:.2f} M params | "
+                 f"method {self.cfg.method.name} | device {self.device} x {self.dist.world_size} | "
+                 f"accum_grad {t.accum_grad}")
+        return None
+
+    def log_sink(self) -> LogSink:
+        cfg, main = self.cfg, self.dist.is_main
         metrics = MetricsWriter(self.out_dir / "metrics.jsonl", resume_step=self.step) if main else None
         wandb = WandbRun(cfg.logging.wandb if main else "disabled", cfg.recipe.wandb_project, cfg.logging.group,
                          cfg.run_name, cfg.method.name, self.resolved, self.out_dir, self.wandb_id,
                          seed_tags(cfg.logging.tags, cfg.train.seed))
         self.wandb_id = wandb.id if main else self.wandb_id
-        stop = {"signal": 0}
+        return LogSink(metrics, wandb)
 
-        def request_stop(signum, _frame):  # preemption or time limit: save, then exit
-            stop["signal"] = signum
+    def train_record(self, out: StepOutput) -> dict[str, Any]:
+        """A log step's record: the step's output (means over ranks; batch_seconds, the audio in
+        the update over all ranks, summed), throughput, compute, memory and counters."""
+        skipped = self.labelled.skips.total + (self._unlabelled.skips.total if self._unlabelled else 0)
+        extra = self.method.diagnostics(self.step)  # outside the compute count
+        shared = distributed.reduce_record(
+            {**out.values, **out.grad_norms, **extra, "batch_seconds": out.batch_seconds, "skipped_utterances": skipped},
+            sum_keys=("batch_seconds", "skipped_utterances"))
+        return {"step": self.step, "epoch": self.labelled.epoch, **self.meter.close_window(),
+                "compute_c": self.compute_c, **memory_record(self.device),
+                "supervised_updates": self.method.supervised_updates,
+                "skipped_utterances": int(shared.pop("skipped_utterances")),
+                "nonfinite_skips": self.method.nonfinite_skips, **shared}
 
-        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, request_stop)
-        if main:
-            print(f"run: {self.out_dir} | model {count_parameters(self.model) / 1e6:.2f} M params | "
-                  f"method {cfg.method.name} | device {self.device} x {self.dist.world_size} | "
-                  f"accum_grad {t.accum_grad}")
-        total = self.method.total_steps()
-        bar = tqdm(total=total, initial=self.step, disable=not (t.progress and main), dynamic_ncols=True)
-        self.model.train()
-        window_start, window_steps, stopping = time.perf_counter(), 0, 0
-        window_wait = self.data_wait_seconds()
-        # A signal reaches ranks at different steps: they agree on it before each step. The monitor
-        # runs on every rank on the same weights and probe set, so its prune decision agrees too.
-        while (self.step < total and self.monitor.prune_message is None
-               and not (stopping := int(distributed.agree_max(stop["signal"])))):
-            out = self.method.train_step(self.step)
-            fault_point("step")
-            self.step += 1
-            window_steps += 1
-            bar.update(1)
-            monitored = self.monitor.maybe_run(self.model, self.step, total)
-            window_start += monitored.get("monitor_seconds", 0.0)  # monitor time is not training time
-            log_now = self.step % t.log_every == 0 or self.step == total
-            eval_now = self.step % t.eval_every == 0 or self.step == total
-            if log_now or eval_now:
-                self.train_seconds += time.perf_counter() - window_start
-                skipped = self.labelled.skips.total + (self._unlabelled.skips.total if self._unlabelled else 0)
-                # Means over ranks; batch_seconds (audio per update, the effective batch) summed.
-                shared = distributed.reduce_record({**out, "skipped_utterances": skipped},
-                                                   sum_keys=("batch_seconds", "skipped_utterances"))
-                window = max(time.perf_counter() - window_start, 1e-9)
-                record = {"step": self.step, "epoch": self.labelled.epoch, "train_seconds": self.train_seconds,
-                          "steps_per_second": window_steps / window,
-                          # the share of the window's training time spent waiting for batches
-                          "data_wait_fraction": (self.data_wait_seconds() - window_wait) / window,
-                          **memory_record(self.device),
-                          "supervised_updates": self.method.supervised_updates,
-                          "skipped_utterances": int(shared.pop("skipped_utterances")),
-                          "nonfinite_skips": self.method.nonfinite_skips, **shared, **monitored}
-                if eval_now:
-                    eval_start = time.perf_counter()
-                    record.update(self.evaluate_dev())
-                    record["eval_seconds"] = time.perf_counter() - eval_start
-                    dev_error = record[f"{self.data.dev_splits[0]}_{cfg.eval.select_metric}"]
-                    if dev_error < self.best_dev_error:
-                        self.best_dev_error = dev_error
-                        self.save("best.pt")
-                if main:
-                    metrics.write(record)
-                    wandb.log(record, self.step)
-                    bar.set_postfix({k: f"{record[k]:.3g}" for k in record if k.startswith(("loss", "dev"))})
-                window_start, window_steps, window_wait = time.perf_counter(), 0, self.data_wait_seconds()
-            elif monitored and main:
-                metrics.write({"step": self.step, **monitored})
-                wandb.log(monitored, self.step)
-            # on CUDA the streak is read at log steps only: skipped updates cost nothing meanwhile
-            self.after_step(metrics, wandb, sync=self.device.type != "cuda" or log_now)
-            if self.step % t.ckpt_every == 0 or self.step == total:
-                self.train_seconds += time.perf_counter() - window_start
-                window_start = time.perf_counter()
-                self.save()
-        bar.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if stopping:
-            self.save()
-            if main:
-                saved = f"{self.last_saved[0]} (step {self.last_saved[1]})" if self.last_saved else "no checkpoint"
-                print(f"stopped by signal {stopping} at step {self.step}; resume point {saved}: re-run to resume")
-                metrics.close()
-            wandb.finish()
-            distributed.barrier()
-            if callable(previous[stopping]):  # a launcher's handler: submitit requeues the job here
-                previous[stopping](stopping, None)
-            return {}
-        if self.monitor.prune_message is not None:
-            self.save()
-            if main:
-                print(self.monitor.prune_message)
-                metrics.close()
-            wandb.finish()
-            return {}
+    def evaluate_and_keep_best(self) -> dict[str, float]:
+        """Dev scores; best.pt is rewritten when the selection metric improves."""
+        start = time.perf_counter()
+        record = self.evaluate_dev()
+        record["eval_seconds"] = time.perf_counter() - start
+        dev_error = record[f"{self.data.dev_splits[0]}_{self.cfg.eval.select_metric}"]
+        if dev_error < self.best_dev_error:
+            self.best_dev_error = dev_error
+            self.save("best.pt")
+        return record
+
+    def resume_point(self) -> str:
+        return f"{self.last_saved[0]} (step {self.last_saved[1]})" if self.last_saved else "no checkpoint"
+
+    def finish(self, log: LogSink) -> dict[str, Any]:
+        """Score every dev/test split, log the summary and print it."""
         table = self.final_evaluation()
-        if main:
-            summary = {f"{s}_{k}": v[k] for s, v in table.items() if isinstance(v, dict) for k in ("wer", "cer")}
-            metrics.write({"step": self.step, "final": True, **summary})
-            wandb.summary(summary)
-            metrics.close()
-            print("final: " + "  ".join(f"{s} WER {v['wer']:.2f} % CER {v['cer']:.2f} %"
-                                         for s, v in table.items() if isinstance(v, dict)))
-        wandb.finish()
+        summary = {f"{s}_{k}": v[k] for s, v in table.items() if isinstance(v, dict) for k in ("wer", "cer")}
+        if self.dist.is_main:
+            log.write({"step": self.step, "final": True, "compute_c": self.compute_c, **summary})
+            log.summary(summary)
+        self.say("final: " + "  ".join(f"{s} WER {v['wer']:.2f} % CER {v['cer']:.2f} %"
+                                       for s, v in table.items() if isinstance(v, dict)))
         return table
 
 

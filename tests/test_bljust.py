@@ -63,7 +63,7 @@ def _trainer(small_cfg, run_dir, overrides):
 @pytest.mark.filterwarnings(r"ignore:Seems like `optimizer.step\(\)` has been overridden")
 def test_joint_step_gives_each_group_its_own_gradient(small_cfg, tmp_path):
     gamma = 0.7
-    tr = _trainer(small_cfg, tmp_path, [*QUIET, "method.explore=0", "method.joint_steps_per_epoch=5",
+    tr = _trainer(small_cfg, tmp_path, [*QUIET, "method.explore=0", "method.joint_steps_per_epoch=5", "method.finetune=0",
                                         "method.gamma_schedule=constant", f"method.gamma_max={gamma}",
                                         "objective.bestrq.mask_prob=0.1", "objective.bestrq.codebook_size=64"])
     method, ctx = tr.method, tr.ctx
@@ -73,7 +73,7 @@ def test_joint_step_gives_each_group_its_own_gradient(small_cfg, tmp_path):
     for opt in method.optimizers.values():
         opt.step = lambda *a, **k: None  # keep the gradients, skip the update
     torch.manual_seed(11)
-    out = method.step(0)
+    out = method.step(0).record()
     assert out["gamma"] == pytest.approx(gamma)
     got = {name: [p.grad.clone() for p in params] for name, params in method.groups.items()}
 
@@ -100,6 +100,7 @@ def test_gamma_zero_without_exploration_is_supervised(small_cfg, tmp_path):
     sup = _trainer(small_cfg, tmp_path / "sup", [*steps, "method=supervised"])
     sup.run()
     bl = _trainer(small_cfg, tmp_path / "bl", [*steps, "method.explore=0", "method.gamma0=0", "method.gamma_max=0",
+                                               "method.joint_schedule=cosine", "method.finetune=0",
                                                "method.encoder_lr=1e-3", "method.ctc_head_lr=1e-3",
                                                "method.joint_steps_per_epoch=4", "objective.bestrq.codebook_size=64"])
     bl.run()
@@ -112,7 +113,8 @@ def test_gamma_zero_without_exploration_is_supervised(small_cfg, tmp_path):
 def test_interrupted_run_resumes_with_the_same_gamma_and_weights(small_cfg, tmp_path):
     keys = ["train.max_steps=4", "train.log_every=1", "train.ckpt_every=1", "train.eval_every=100",
             "method.explore=2", "method.joint_steps_per_epoch=2", "method.ramp_unit=steps", "method.ramp_length=3",
-            "method.finetune_steps=1", "objective.bestrq.codebook_size=64"]
+            "method.explore_unit=steps", "method.finetune=1", "method.finetune_unit=steps", "method.gamma_max=1",
+            "objective.bestrq.codebook_size=64"]
     whole = _trainer(small_cfg, tmp_path / "whole", keys)
     whole.run()
 

@@ -58,7 +58,8 @@ def test_every_model_config_composes(model):
 
 # Keys a method needs to fit in two steps (e.g. ptft: one pre-training and one fine-tuning step).
 TWO_STEP_KEYS = {"ptft": ["method.pretrain_steps=1", "train.max_steps=1"],
-                 "bljust": ["method.explore=1", "method.joint_steps_per_epoch=1", "train.max_steps=1"],
+                 "bljust": ["method.explore=1", "method.explore_unit=steps", "method.joint_steps_per_epoch=1",
+                            "method.finetune=0", "train.max_steps=1"],
                  "pseudo_label": ["method.start_step=1", "method.sup_updates=0", "method.cache_size=1"]}
 
 
@@ -75,21 +76,44 @@ def test_every_recipe_and_method_runs_two_steps(small_cfg, tmp_path, recipe, met
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "metrics.jsonl").is_file()
 
 
-def test_demo_bljust_sweep_config_composes():
+EXPERIMENTS = sorted(str(p.relative_to(CONF_DIR / "experiment").with_suffix(""))
+                     for p in (CONF_DIR / "experiment").rglob("*.yaml") if p.stem != "common")
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_file_composes_with_its_method(experiment):
+    group, method = experiment.split("/")[0], experiment.split("/")[-1]
+    recipe = ["recipe=librispeech_10h"] if group.startswith("librispeech") else []
+    cfg = compose_config([*recipe, f"+experiment={experiment}"])
+    assert cfg.method.name == method
+
+
+def test_a_new_method_is_one_module_and_one_yaml(tmp_path):
+    """Copy just.py to toy.py and just.yaml to toy.yaml, rename, and `method=toy` trains: nothing
+    else in the package names the methods."""
+    import re
+    import shutil
+
     root = CONF_DIR.parent
-    r = subprocess.run([sys.executable, "-m", "bljust.train", "--config-dir", str(root / "recipes/demo"),
-                        "+sweep=bljust", "--cfg", "hydra"], capture_output=True, text=True, timeout=120, cwd=root)
-    assert r.returncode == 0, r.stderr
-    assert "seed: 0,1" in r.stdout
-    job = subprocess.run([sys.executable, "-m", "bljust.train", "--config-dir", str(root / "recipes/demo"),
-                          "+sweep=bljust", "seed=0", "--cfg", "job", "--resolve"], capture_output=True, text=True, timeout=120,
-                         cwd=root)
-    cfg = yaml.safe_load(job.stdout)
-    # it reproduces the table's run: the same training-relevant settings as the run that was scored
-    ran = yaml.safe_load((root / "docs/runs/demo_bljust_sweep/k/seed0/config.yaml").read_text())
-    cfg["optim"].pop("fused")  # added after that run; its default (auto) is the unfused AdamW it used on the CPU
-    for key in ("method", "model", "objective", "optim", "features", "tokenizer"):
-        assert cfg[key] == ran[key], key
-    for key in ("seed", "max_steps", "max_duration", "num_buckets", "log_every", "eval_every"):
-        assert cfg["train"][key] == ran["train"][key], key
-    assert cfg["monitor"]["every_steps"] == ran["monitor"]["every_steps"]
+    shutil.copytree(root / "bljust", tmp_path / "bljust", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "conf", tmp_path / "conf")
+    renames = [("JustConfig", "ToyConfig"), ("Just", "Toy"), ('"just"', '"toy"'), ("just_schema", "toy_schema")]
+    for src, dst in [("bljust/methods/just.py", "bljust/methods/toy.py"), ("conf/method/just.yaml", "conf/method/toy.yaml")]:
+        text = (root / src).read_text()
+        for a, b in renames:
+            text = re.sub(rf"\b{re.escape(a)}\b" if a[0].isalpha() else re.escape(a), b, text)
+        (tmp_path / dst).write_text(text)
+    corpus = tmp_path / "corpus"
+    r = subprocess.run([sys.executable, "-m", "bljust.train", "method=toy", "recipe.demo.train_minutes=1",
+                        "recipe.demo.unlabelled_minutes=1", "recipe.demo.dev_minutes=0.3", "recipe.demo.test_minutes=0.3",
+                        f"recipe.corpus_dir={corpus}", f"recipe.data_dir={tmp_path / 'prepared'}", "train.max_steps=2",
+                        "train.eval_every=2", "eval.max_dev_utts=2", "train.max_duration=20", "train.num_workers=0",
+                        "monitor.enabled=false", "logging.wandb=disabled", "train.progress=false",
+                        "objective.bestrq.codebook_size=64", f"run_dir={tmp_path / 'run'}"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                       env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "method toy" in r.stdout
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["method"] == {"name": "toy", "alpha": 0.5}
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()

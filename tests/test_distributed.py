@@ -32,8 +32,8 @@ DETERMINISTIC = FAST + ["model.dropout=0", "specaug.enabled=false", "objective.b
                         "train.log_every=1", "optim.warmup_steps=2"]
 RUNS = {  # 5 labelled batches a rank an epoch at 40 s: supervised crosses an epoch end
     "supervised": ["method=supervised", "train.max_steps=6"],
-    "bljust": ["method=bljust", "train.max_steps=2", "method.explore=1", "method.joint_steps_per_epoch=2",
-               "method.finetune_steps=1", "method.ramp_unit=steps", "method.ramp_length=1"],
+    "bljust": ["method=bljust", "train.max_steps=2", "method.explore=1", "method.explore_unit=steps",
+               "method.joint_steps_per_epoch=2", "method.finetune=1", "method.finetune_unit=steps", "method.ramp_unit=steps", "method.ramp_length=1"],
 }
 
 

@@ -32,7 +32,7 @@ class _Spy(torch.nn.Module):
 def test_specaugment_only_on_supervised_batches(small_cfg, tmp_path):
     tr = _trainer(small_cfg, tmp_path, ["method=just"])
     spy = tr.ctx.specaug = _Spy(tr.ctx.specaug)
-    out = tr.method.step(0)
+    out = tr.method.step(0).record()
     assert len(spy.calls) == 1  # the labelled batch only; the unlabelled one is masked by L_u itself
     assert {"loss_sup", "loss_unsup", "mask_fraction", "code_perplexity"} <= set(out)
 
@@ -44,12 +44,12 @@ def test_ptft_stages(small_cfg, tmp_path):
     assert tr.method.total_steps() == 4
     head_before = tr.model.ctc_head.weight.detach().clone()
     enc = next(tr.model.encoder.parameters())
-    s0 = tr.method.step(0)
+    s0 = tr.method.step(0).record()
     assert s0["stage"] == 1.0 and "loss_unsup" in s0 and not spy.calls
     assert torch.equal(tr.model.ctc_head.weight, head_before)  # stage 1 leaves the CTC head fresh
     tr.method.step(1)
     enc_before = enc.detach().clone()
-    s2 = tr.method.step(2)  # first fine-tuning step: encoder frozen
+    s2 = tr.method.step(2).record()  # first fine-tuning step: encoder frozen
     assert s2["stage"] == 2.0 and torch.equal(enc, enc_before) and not torch.equal(tr.model.ctc_head.weight, head_before)
     tr.method.step(3)
     assert not torch.equal(enc, enc_before) and tr.method.supervised_updates == 2
@@ -65,5 +65,5 @@ def test_ptft_fine_tunes_from_a_checkpoint(small_cfg, tmp_path):
     tr = _trainer(small_cfg, tmp_path / "ft", ["method=ptft", "method.pretrain_steps=0", "train.max_steps=1",
                                                f"init_from={tmp_path / 'src' / 'checkpoints' / 'last.pt'}"])
     assert all(torch.equal(v, weights[k]) for k, v in tr.model.state_dict().items())
-    out = tr.method.step(0)
+    out = tr.method.step(0).record()
     assert out["stage"] == 2.0 and tr.method.total_steps() == 1

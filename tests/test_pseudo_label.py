@@ -120,7 +120,7 @@ def test_slimipl_warms_up_fills_the_cache_then_trains_on_it(small_cfg, tmp_path)
     tr = _trainer(small_cfg, tmp_path, [*SLIM, "method.pl_dropout=0.3", "train.max_steps=10"], chatty=True)
     dropouts = lambda: {m.p for m in tr.model.modules() if isinstance(m, torch.nn.Dropout)}
     assert dropouts() == {0.1}
-    outs = [tr.method.step(s) for s in range(8)]
+    outs = [tr.method.step(s).record() for s in range(8)]
     assert [("loss_sup" in o, "pl_filling" in o, "loss_pl" in o) for o in outs] == [
         (True, False, False), (True, False, False),  # warm-up
         (True, False, False), (False, True, False),  # cycle: supervised, then a filling slot

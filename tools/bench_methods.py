@@ -36,7 +36,7 @@ def method_args(method: str, steps: int) -> list[str]:
                 f"method.pretrain_warmup_steps={max(1, steps // 10)}"]
     if method == "bljust":  # explore 2 + joint 8 per outer epoch
         epochs = max(1, steps // 10)
-        return [f"train.max_steps={epochs * 8}", "method.joint_steps_per_epoch=8", "method.explore=2"]
+        return [f"train.max_steps={epochs * 8}", "method.joint_steps_per_epoch=8", "method.explore=2", "method.explore_unit=steps", "method.finetune=0"]
     if method == "pseudo_label":  # pseudo-labelling from the second fifth on, so it is measured
         return [f"train.max_steps={steps}", f"method.start_step={steps // 5}", "method.cache_size=4",
                 "method.replace_prob=0.2"]

@@ -47,7 +47,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_config(["method=bljust", "logging.wandb=disabled", "train.num_workers=0",
-                              "method.explore=0", "method.joint_steps_per_epoch=1000", "train.max_steps=100000",
+                              "method.explore=0", "method.finetune=0", "method.joint_steps_per_epoch=1000", "train.max_steps=100000",
                               f"run_dir={tmp}", *args.overrides])
         tr = Trainer(cfg, Path(tmp))
         ctx = tr.ctx

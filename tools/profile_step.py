@@ -22,7 +22,7 @@ from bljust.cli import compose_config  # noqa: E402
 
 PHASES = {  # overrides that put every phase of the method inside a short run
     "ptft": ["method.pretrain_steps=3"],
-    "bljust": ["method.explore=1", "method.joint_steps_per_epoch=4"],
+    "bljust": ["method.explore=1", "method.explore_unit=steps", "method.joint_steps_per_epoch=4", "method.finetune=0"],
     "pseudo_label": ["method.start_step=2", "method.cache_size=2"],
 }
 

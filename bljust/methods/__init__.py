@@ -1,15 +1,20 @@
-"""Training methods: each says what one step does; the trainer owns the loop."""
+"""Training methods: each says what one step does; the trainer owns the loop.
 
-from bljust.methods.base import Method, TrainContext
-from bljust.methods.bljust import BLJust
-from bljust.methods.just import Just
-from bljust.methods.ptft import Ptft
-from bljust.methods.pseudo_label import PseudoLabel
-from bljust.methods.supervised import Supervised
+Every module here is imported, so each method registers itself (bljust/methods/base.py): adding a
+method is one new module and one `conf/method/<name>.yaml`, nothing else.
+"""
 
-METHODS: dict[str, type[Method]] = {"supervised": Supervised, "ptft": Ptft, "just": Just, "bljust": BLJust,
-                                 "pseudo_label": PseudoLabel}
+import importlib
+import pkgutil
+
+from bljust.methods.base import METHODS, Method, StepOutput, TrainContext
+
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")
 
 
 def build_method(ctx: TrainContext) -> Method:
     return METHODS[ctx.cfg.method.name](ctx)
+
+
+__all__ = ["METHODS", "Method", "StepOutput", "TrainContext", "build_method"]

@@ -1,15 +1,21 @@
-"""What every method shares: the training context, the supervised loss, optimiser bookkeeping."""
+"""What every method shares: the registry, the training context, the step's typed output, the
+supervised loss and optimiser bookkeeping.
+
+A method is one module in this package: a config dataclass (extending `MethodConfig`, with its
+checks) and a `Method` subclass naming it; defining the subclass registers it in `METHODS`, and
+`conf/method/<name>.yaml` makes it selectable (`method=<name>`).
+"""
 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 
-from bljust.config import Config
+from bljust.config import Config, MethodConfig, method_config
 from bljust.distributed import all_reduce_grads
 from bljust.data.dataset import Batch, BatchStream
 from bljust.data.specaug import SpecAugment
@@ -37,6 +43,37 @@ class TrainContext:
         return nullcontext()
 
 
+# Compute is counted in C: a forward+backward pass over one batch (up to train.max_duration seconds
+# of audio) is 1 C; a forward-only pass (labelling, V-PBGD's copy evaluation) is 1/3 C, the usual
+# estimate of a backward pass costing twice a forward one.
+FWD_BWD = 1.0
+FWD = 1.0 / 3.0
+
+
+@dataclass
+class StepOutput:
+    """What one step reports. Each field says how it combines over micro-batches and DDP ranks."""
+
+    compute_c: float  # C spent: summed over micro-batches (per rank: each rank's batch is max_duration)
+    batch_seconds: float  # audio in the update: summed over micro-batches and ranks (the effective batch)
+    grad_norms: dict[str, torch.Tensor] = field(default_factory=dict)  # pre-clip, of the update: the last micro-batch's
+    values: dict[str, Any] = field(default_factory=dict)  # losses, lr, statistics: means over micro-batches and ranks
+
+    def record(self) -> dict[str, Any]:
+        """Everything as one flat record (the metrics.jsonl keys)."""
+        return {**self.values, **self.grad_norms, "batch_seconds": self.batch_seconds, "compute_c": self.compute_c}
+
+    @staticmethod
+    def combine(outs: list["StepOutput"]) -> "StepOutput":
+        """One update's output from its micro-batches' outputs."""
+        keys = outs[-1].values
+        return StepOutput(sum(o.compute_c for o in outs), sum(o.batch_seconds for o in outs), outs[-1].grad_norms,
+                          {k: sum(o.values[k] for o in outs) / len(outs) for k in keys})
+
+
+METHODS: dict[str, type["Method"]] = {}
+
+
 def supervised_loss(ctx: TrainContext, batch: Batch) -> torch.Tensor:
     """CTC loss on a labelled batch with SpecAugment."""
     with ctx.autocast():
@@ -60,15 +97,23 @@ def clip_and_check(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
 
 
 class Method:
-    """What one training step does. Subclasses set `optimizers`/`schedulers` and implement step().
+    """What one training step does. Subclasses set `name` and `config` (their config dataclass),
+    set `optimizers`/`schedulers` and implement step().
 
     step() returns tensors (not Python floats) so the loop syncs with the device only at log steps.
     """
 
-    name = "base"
+    name: ClassVar[str]
+    config: ClassVar[type[MethodConfig]]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            METHODS[cls.name] = cls
 
     def __init__(self, ctx: TrainContext):
         self.ctx = ctx
+        self.cfg = method_config(ctx.cfg)  # typed: this method's own dataclass
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
         self.modules: dict[str, torch.nn.Module] = {}  # trainable parts outside the model (L_u heads)
@@ -84,15 +129,15 @@ class Method:
         separate phase (ptft's pre-training) add its steps on top."""
         return self.ctx.cfg.train.max_steps
 
-    def step(self, step: int) -> dict[str, torch.Tensor | float]:
+    def step(self, step: int) -> StepOutput:
         raise NotImplementedError
 
-    def train_step(self, step: int) -> dict[str, torch.Tensor | float]:
-        """One update: `train.accum_grad` calls of step() on fresh batches, one optimiser step.
+    def diagnostics(self, step: int) -> dict[str, float]:
+        """Extra values for log steps, outside the compute count (e.g. BL-JUST's gradient cosine)."""
+        return {}
 
-        Outputs are averaged over the micro-batches, except `batch_seconds` (summed: the audio in
-        the update) and grad norms (those of the update, known at the last micro-batch).
-        """
+    def train_step(self, step: int) -> StepOutput:
+        """One update: `train.accum_grad` calls of step() on fresh batches, one optimiser step."""
         if self.accum == 1:
             return self.step(step)
         before, outs = self.supervised_updates, []
@@ -100,18 +145,18 @@ class Method:
             outs.append(self.step(step))
         self.micro = 0
         self.supervised_updates = before + (self.supervised_updates - before) // self.accum
-        return {k: sum(o[k] for o in outs) if k == "batch_seconds" else outs[-1][k] if k.startswith("grad_norm")
-                else sum(o[k] for o in outs) / len(outs) for k in outs[-1]}
+        return StepOutput.combine(outs)
 
     def update(self, loss: torch.Tensor, groups: dict[str, list[torch.nn.Parameter]],
-               frozen: list[torch.nn.Parameter] = ()) -> dict[str, torch.Tensor]:
+               frozen: list[torch.nn.Parameter] = (), schedule: bool = True) -> dict[str, torch.Tensor]:
         """One backward pass of `loss`, then a step of each named optimiser on its group.
 
         With gradient accumulation the gradients of `train.accum_grad` micro-batches add up (each
         loss divided by their number) and only the last one steps. Before clipping, gradients are
         averaged over DDP ranks, so every rank clips, checks and steps on the same numbers. Each
         group is clipped on its own and its pre-clip norm returned. A non-finite gradient in any
-        group skips the whole step (counted). `frozen` parameters keep their values.
+        group skips the whole step (counted). `frozen` parameters keep their values. With
+        `schedule=False` the learning-rate schedulers do not advance (the caller sets the rate).
         """
         if self.micro == 0:
             for name in groups:
@@ -134,8 +179,9 @@ class Method:
                 self.optimizers[name].step()
         self._nonfinite_skips = self._nonfinite_skips.to(found_inf.device) + found_inf
         self._nonfinite_streak = (self._nonfinite_streak.to(found_inf.device) + found_inf) * found_inf
-        for name in groups:
-            self.schedulers[name].step()
+        if schedule:
+            for name in groups:
+                self.schedulers[name].step()
         return norms
 
     @property

@@ -7,19 +7,36 @@ supervised updates, as for every method). Each stage has its own AdamW and sched
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
-from bljust.methods.base import Method, TrainContext, supervised_loss, unsupervised_loss
+from bljust.config import MethodConfig
+from bljust.methods.base import FWD_BWD, Method, StepOutput, TrainContext, supervised_loss, unsupervised_loss
 from bljust.objectives import build_unsupervised
 from bljust.optim import make_adamw, make_scheduler, optim_with
 
 
+@dataclass
+class PtftConfig(MethodConfig):
+    """Pre-train on L_u for `pretrain_steps`, then fine-tune on L_s for train.max_steps steps."""
+
+    name: str = "ptft"
+    pretrain_steps: int = 1000
+    pretrain_lr: float = 1e-3
+    pretrain_warmup_steps: int = 200
+    freeze_encoder_steps: int = 0  # fine-tune only the fresh CTC head for this many steps first
+
+    def check(self, cfg) -> list[tuple[bool, str]]:
+        return [(self.pretrain_steps >= 0 and self.freeze_encoder_steps >= 0 and self.pretrain_warmup_steps >= 0,
+                 "method.pretrain_steps, pretrain_warmup_steps and freeze_encoder_steps must be >= 0")]
+
+
 class Ptft(Method):
     name = "ptft"
+    config = PtftConfig
 
     def __init__(self, ctx: TrainContext):
         super().__init__(ctx)
-        cfg, m = ctx.cfg, ctx.cfg.method
+        cfg, m = ctx.cfg, self.cfg
         self.unsup = build_unsupervised(cfg).to(ctx.device)
         self.modules["unsup"] = self.unsup
         self.encoder_params = list(ctx.model.encoder.parameters())
@@ -32,20 +49,21 @@ class Ptft(Method):
         self.schedulers["finetune"] = make_scheduler(self.optimizers["finetune"], cfg.optim, cfg.train.max_steps)
 
     def total_steps(self) -> int:
-        return self.ctx.cfg.method.pretrain_steps + self.ctx.cfg.train.max_steps
+        return self.cfg.pretrain_steps + self.ctx.cfg.train.max_steps
 
-    def step(self, step: int) -> dict[str, torch.Tensor | float]:
-        m = self.ctx.cfg.method
+    def step(self, step: int) -> StepOutput:
+        m = self.cfg
         if step < m.pretrain_steps:
             host = next(self.ctx.unlabelled())
             loss, stats = unsupervised_loss(self.ctx, self.unsup, host.to(self.ctx.device))
             norm = self.update(loss, {"pretrain": self.pre_params})["pretrain"]
-            return {"loss_unsup": loss.detach(), "grad_norm": norm, "stage": 1.0, "batch_seconds": host.seconds,
-                    "lr": self.schedulers["pretrain"].get_last_lr()[0], **stats}
+            return StepOutput(FWD_BWD, host.seconds, {"grad_norm": norm},
+                              {"loss_unsup": loss.detach(), "stage": 1.0,
+                               "lr": self.schedulers["pretrain"].get_last_lr()[0], **stats})
         host = next(self.ctx.labelled)
         loss = supervised_loss(self.ctx, host.to(self.ctx.device))
         frozen = self.encoder_params if step - m.pretrain_steps < m.freeze_encoder_steps else ()
         norm = self.update(loss, {"finetune": self.encoder_params + self.head_params}, frozen)["finetune"]
         self.supervised_updates += 1
-        return {"loss_sup": loss.detach(), "grad_norm": norm, "stage": 2.0, "batch_seconds": host.seconds,
-                "lr": self.schedulers["finetune"].get_last_lr()[0]}
+        return StepOutput(FWD_BWD, host.seconds, {"grad_norm": norm},
+                          {"loss_sup": loss.detach(), "stage": 2.0, "lr": self.schedulers["finetune"].get_last_lr()[0]})

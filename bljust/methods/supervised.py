@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
-from bljust.methods.base import Method, TrainContext, supervised_loss
+from bljust.config import MethodConfig
+from bljust.methods.base import FWD_BWD, Method, StepOutput, TrainContext, supervised_loss
 from bljust.optim import make_adamw, make_scheduler
+
+
+@dataclass
+class SupervisedConfig(MethodConfig):
+    name: str = "supervised"
 
 
 class Supervised(Method):
     name = "supervised"
+    config = SupervisedConfig
 
     def __init__(self, ctx: TrainContext):
         super().__init__(ctx)
@@ -17,11 +24,10 @@ class Supervised(Method):
         self.optimizers["main"] = make_adamw(self.params, ctx.cfg.optim)
         self.schedulers["main"] = make_scheduler(self.optimizers["main"], ctx.cfg.optim, ctx.cfg.train.max_steps)
 
-    def step(self, step: int) -> dict[str, torch.Tensor | float]:
-        host_batch = next(self.ctx.labelled)
-        batch = host_batch.to(self.ctx.device)
-        loss = supervised_loss(self.ctx, batch)
+    def step(self, step: int) -> StepOutput:
+        host = next(self.ctx.labelled)
+        loss = supervised_loss(self.ctx, host.to(self.ctx.device))
         norm = self.update(loss, {"main": self.params})["main"]
         self.supervised_updates += 1
-        return {"loss_sup": loss.detach(), "grad_norm": norm, "lr": self.schedulers["main"].get_last_lr()[0],
-                "batch_seconds": host_batch.seconds}
+        return StepOutput(FWD_BWD, host.seconds, {"grad_norm": norm},
+                          {"loss_sup": loss.detach(), "lr": self.schedulers["main"].get_last_lr()[0]})

@@ -8,6 +8,7 @@
 #   LIBRISPEECH   LibriSpeech root with train-*/ dev-*/ test-*/            [data/LibriSpeech]
 #   FINETUNING    Libri-light librispeech_finetuning root with 1h/ 9h/      [data/librispeech_finetuning]
 #   RECIPE        librispeech_10h | librispeech_1h | librispeech_10min | librispeech_100h  [librispeech_10h]
+#                 (for each, conf/experiment/librispeech_10h/ holds the method settings)
 #   METHODS       methods to train                                          [supervised ptft just bljust]
 #   SEEDS         seeds per method                                          [0]
 #   LAUNCHER      empty: train here, one run after another; submitit_slurm: submit every
@@ -28,24 +29,8 @@ data=(recipe=$recipe recipe.corpus_dir=${LIBRISPEECH:-data/LibriSpeech})
 [ "$recipe" = librispeech_100h ] || data+=(recipe.labelled_dir=${FINETUNING:-data/librispeech_finetuning})
 splits="dev-clean dev-other test-clean test-other"
 
-# Method settings. Equal compute: train.max_steps (from the recipe) counts supervised updates;
-# ptft pre-trains as many steps as it fine-tunes, just and bljust pair every labelled batch with an
-# unlabelled one, so all three cost about twice `supervised`. Values marked (paper) follow the
-# BL-JUST authors' code (DESIGN.md §4); the others are ours.
-method_args() {
-  case $1 in
-    ptft)   echo "method.pretrain_steps=20000 method.pretrain_lr=1e-3 method.pretrain_warmup_steps=2000" ;;
-    just)   echo "method.alpha=0.5" ;;
-    # 20 outer epochs x (1000 exploration + 1000 joint steps); lrs, gamma 0 -> 1 and the 1e-5
-    # fine-tune (paper); 4 exploration passes over 960 h per epoch (paper) would cost ~100x more.
-    bljust) echo "method.explore=1000 method.explore_unit=steps method.explore_lr=1e-3
-                  method.joint_steps_per_epoch=1000 method.encoder_lr=1e-4 method.ctc_head_lr=1e-4
-                  method.unsup_head_lr=1e-4 method.gamma0=0 method.gamma_max=1 method.ramp_unit=epochs
-                  method.ramp_length=20 method.finetune_steps=300 method.finetune_lr=1e-5" ;;
-    *)      echo "" ;;
-  esac
-}
-
+# Method settings live in conf/experiment/librispeech_10h/<method>.yaml (+experiment=...): equal
+# compute, and which values are the authors' and which ours, are written there.
 if [ "$stage" -le 1 ] && [ "$stop" -ge 1 ]; then
   echo "stage 1: manifests, CMVN statistics and the tokenizer (one idempotent command)"
   $py -m bljust.prepare "${data[@]}" "${extra[@]}"
@@ -54,15 +39,14 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop" -ge 2 ]; then
   echo "stage 2: train $methods (seeds $seeds)"
   for m in $methods; do
-    # shellcheck disable=SC2046
     if [ -z "${LAUNCHER:-}" ]; then
       for seed in $seeds; do
-        $py -m bljust.train "${data[@]}" method=$m train.seed=$seed $(method_args $m) "${extra[@]}" \
+        $py -m bljust.train "${data[@]}" +experiment=librispeech_10h/$m train.seed=$seed "${extra[@]}" \
             run_dir=$root/$m/seed$seed
       done
     else  # one SLURM job per seed; the sweep folder layout equals the local one
-      $py -m bljust.train -m hydra/launcher=$LAUNCHER ${SLURM_ARGS:-} "${data[@]}" method=$m \
-          train.seed=$(echo $seeds | tr ' ' ,) $(method_args $m) "${extra[@]}" \
+      $py -m bljust.train -m hydra/launcher=$LAUNCHER ${SLURM_ARGS:-} "${data[@]}" +experiment=librispeech_10h/$m \
+          train.seed=$(echo $seeds | tr ' ' ,) "${extra[@]}" \
           hydra.sweep.dir=$root 'hydra.sweep.subdir=${method.name}/seed${train.seed}' &
     fi
   done
