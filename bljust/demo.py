@@ -24,7 +24,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent  # tools/ and conf/ are read from the checkout
+from bljust import compare
+
 METHODS = ("pseudo_label", "bljust", "just", "ptft", "supervised")  # longest first: shorter makespan
 
 
@@ -126,10 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"demo: {label} {'done' if rc == 0 else f'FAILED (exit {rc}), see {log}'}", flush=True)
             if rc:
                 failed.append(label)
-    report = [py, str(REPO / "tools" / "compare.py"), str(args.root), "--wer-json", "eval_last/wer.json",
-              "--out", str(args.root / "report.md"), "--html", str(args.root / "report.html"),
-              "--title", f"bljust demo: {len(args.seeds)} seed(s), {args.budget} C per method"]
-    rc = subprocess.call(report, env=env)
+    rc = compare.main([str(args.root), "--wer-json", "eval_last/wer.json", "--out", str(args.root / "report.md"),
+                       "--html", str(args.root / "report.html"),
+                       "--title", f"bljust demo: {len(args.seeds)} seed(s), {args.budget} C per method"])
     wall = time.time() - start
     (args.root / "demo.json").write_text(json.dumps({
         "wall_seconds": round(wall, 1), "budget": args.budget, "seeds": args.seeds, "jobs": args.jobs,

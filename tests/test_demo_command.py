@@ -49,9 +49,10 @@ def test_demo_command_runs_every_method_and_writes_an_agreeing_report(demo_root,
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     md = (root / "report.md").read_text()
+    table, _, differences = md.partition("\n\n")  # the method table, then the paired bootstrap
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in md.splitlines()[2:]}
-    head = [c.strip() for c in md.splitlines()[0].split("|")[2:-1]]
+            for line in table.splitlines()[2:]}
+    head = [c.strip() for c in table.splitlines()[0].split("|")[2:-1]]
     assert set(rows) == set(METHODS)
     for method in METHODS:
         scores = json.loads((root / method / "seed0" / "eval_last" / "wer.json").read_text())
@@ -59,6 +60,12 @@ def test_demo_command_runs_every_method_and_writes_an_agreeing_report(demo_root,
             for metric in ("wer", "cer"):
                 cell = rows[method][head.index(f"{split} {metric.upper()}")]
                 assert cell == f"{scores[split][metric]:.1f}", (method, split, metric)
+    # every method but the baselines against both, and ptft against supervised, on the whole test split
+    pairs = {tuple(c.strip() for c in line.split("|")[1:5]) for line in differences.splitlines() if line.startswith("| ")}
+    utts = len((root / "supervised" / "seed0" / "eval_last" / "hyps" / "test.txt").read_text().splitlines())
+    assert {(m, b) for m, b, _, _ in pairs} == ({(m, "supervised") for m in METHODS if m != "supervised"}
+                                                | {(m, "ptft") for m in METHODS if m not in ("supervised", "ptft")})
+    assert {(split, n) for _, _, split, n in pairs} == {("test", str(utts))}
     html = (root / "report.html").read_text()
     assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 3
     assert all(m in html for m in METHODS) and "http" not in html.replace("http-equiv", "")

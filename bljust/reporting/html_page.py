@@ -1,7 +1,7 @@
 """Curves and a self-contained HTML page for a method comparison, from the runs' metrics.jsonl.
 
-Used by tools/compare.py (--html); every plot is a PNG embedded as base64, so the page works
-offline and can be mailed as one file.
+Written by `python -m bljust.compare --html`; every plot is a PNG embedded as base64, so the page
+works offline and can be mailed as one file.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from bljust.reporting.runs import Run  # noqa: E402
+from bljust.reporting.table import by_label  # noqa: E402
+
 # (metric key in metrics.jsonl, axis label); a plot is drawn only when some run logged the key.
 CURVES = [
     ("dev_wer", "dev WER (%)"),
@@ -30,16 +33,13 @@ CURVES = [
 MONITOR_PREFIX = "monitor/"
 
 
-def method_curves(runs: list[dict], key: str) -> dict[str, tuple[list[float], list[float], list[float]]]:
+def method_curves(runs: list[Run], key: str) -> dict[str, tuple[list[float], list[float], list[float]]]:
     """method -> (steps, mean train minutes, mean value) over the seeds that logged `key` at a step."""
     out = {}
-    by_method: dict[str, list[dict]] = defaultdict(list)
-    for r in runs:
-        by_method[r["method"]].append(r)
-    for method, rs in by_method.items():
+    for method, rs in by_label(runs).items():
         at: dict[int, list[tuple[float, float]]] = defaultdict(list)
         for r in rs:
-            for rec in r["records"]:
+            for rec in r.records:
                 if key in rec and not rec.get("final") and "train_seconds" in rec:
                     at[rec["step"]].append((rec["train_seconds"] / 60, float(rec[key])))
         steps = sorted(at)
@@ -49,10 +49,10 @@ def method_curves(runs: list[dict], key: str) -> dict[str, tuple[list[float], li
     return out
 
 
-def monitor_keys(runs: list[dict]) -> list[str]:
+def monitor_keys(runs: list[Run]) -> list[str]:
     keys: set[str] = set()
     for r in runs:
-        for rec in r["records"]:
+        for rec in r.records:
             keys.update(k for k in rec if k.startswith(MONITOR_PREFIX) and isinstance(rec[k], (int, float)))
     return sorted(keys)
 
@@ -76,12 +76,12 @@ def plot_png(curves: dict, label: str, colors: dict[str, str] | None = None) -> 
     return buf.getvalue()
 
 
-def write_plots(runs: list[dict], out_dir: Path) -> list[tuple[str, Path]]:
+def write_plots(runs: list[Run], out_dir: Path) -> list[tuple[str, Path]]:
     """PNG files for every curve some run logged; returns (label, path) in display order."""
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = CURVES + [(k, k[len(MONITOR_PREFIX):] + " (label-free monitor)") for k in monitor_keys(runs)]
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colors = {m: palette[i % len(palette)] for i, m in enumerate(sorted({r["method"] for r in runs}))}
+    colors = {m: palette[i % len(palette)] for i, m in enumerate(sorted({r.label for r in runs}))}
     written = []
     for key, label in wanted:
         curves = method_curves(runs, key)
@@ -100,11 +100,20 @@ def markdown_table_html(md: str) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
-def write_html(path: Path, title: str, md_table: str, plots: list[tuple[str, Path]], notes: str = "") -> None:
+def markdown_html(md: str) -> str:
+    """The markdown the reports write (tables and plain paragraphs, blank-line separated) as HTML."""
+    blocks = [b.strip() for b in md.strip().split("\n\n") if b.strip()]
+    return "\n".join(markdown_table_html(b) if b.startswith("|") else f"<p>{html.escape(b)}</p>" for b in blocks)
+
+
+def write_html(path: Path, title: str, md_table: str, plots: list[tuple[str, Path]], notes: str = "",
+               bootstrap_md: str = "") -> None:
     figures = "".join(
         f"<figure><img alt=\"{html.escape(label)}\" src=\"data:image/png;base64,"
         f"{base64.b64encode(png.read_bytes()).decode()}\"><figcaption>{html.escape(label)}</figcaption></figure>"
         for label, png in plots)
+    differences = (f"<h2>Differences against the baselines (paired bootstrap)</h2>\n{markdown_html(bootstrap_md)}"
+                   if bootstrap_md else "")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -118,6 +127,7 @@ img {{ max-width: 100%; }} figure {{ margin: 1.5em 0; }} figcaption {{ color: #5
 <p>{html.escape(notes)}</p>
 <h2>Error rates by method (mean ± standard deviation over seeds)</h2>
 {markdown_table_html(md_table)}
+{differences}
 <h2>Curves (one line per method, mean over seeds)</h2>
 {figures}
 </body></html>

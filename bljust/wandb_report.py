@@ -1,23 +1,25 @@
 """Build a W&B report for one method comparison: the WER table and dev-WER / loss / monitor panels,
 one line per method (runs grouped by job_type, which the trainer sets to the method name).
 
-    python tools/wandb_report.py --entity ME --project bljust-demo --group demo_compare \
+    python -m bljust.wandb_report --entity ME --project bljust-demo --group demo_compare \
         --runs runs/demo_compare            # saves the report (needs a W&B login)
-    python tools/wandb_report.py ... --dry-run report.json   # builds it offline, sends nothing
+    python -m bljust.wandb_report ... --dry-run report.json   # builds it offline, sends nothing
 
-The WER table comes from the runs' own files (tools/compare.py), so the report shows exactly the
-numbers of the offline comparison.
+The WER table and the bootstrap intervals come from the runs' own files (python -m bljust.compare),
+so the report shows exactly the numbers of the offline comparison.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tools.compare import collect, table  # noqa: E402
+from bljust.cli import fail
+from bljust.errors import UserError
+from bljust.reporting.bootstrap import bootstrap_section
+from bljust.reporting.runs import collect
+from bljust.reporting.table import method_table
 
 # Panels: (title, metric keys logged by the trainer). Missing keys just show empty panels.
 PANELS = [
@@ -47,7 +49,7 @@ def build_report(entity: str, project: str, group: str, wer_table: str | None, t
              "deviation. Test sets are scored once, with each run's final checkpoint."),
     ]
     if wer_table:
-        blocks += [wr.H2("WER / CER by method (from the runs' own wer.json)"), wr.MarkdownBlock(wer_table)]
+        blocks += [wr.H2("WER / CER by method (from the runs' own scores and hypotheses)"), wr.MarkdownBlock(wer_table)]
     blocks += [wr.H2("Training curves"), wr.PanelGrid(runsets=[runset], panels=panels)]
     return wr.Report(entity=entity, project=project, title=title or f"bljust: {group}",
                      description=f"Method comparison {group} in project {project}", blocks=blocks)
@@ -72,17 +74,19 @@ def main() -> None:
     ap.add_argument("--entity", required=True, help="W&B user or team that owns the project")
     ap.add_argument("--project", required=True, help="W&B project (the recipe's logging project)")
     ap.add_argument("--group", required=True, help="the comparison's logging.group")
-    ap.add_argument("--runs", type=Path, help="local runs folder for the WER table (tools/compare.py)")
+    ap.add_argument("--runs", type=Path, nargs="+", help="local runs folders for the WER table (python -m bljust.compare)")
     ap.add_argument("--wer-json", default="wer.json")
     ap.add_argument("--title")
     ap.add_argument("--dry-run", type=Path, metavar="JSON", help="write the report spec here, send nothing")
     args = ap.parse_args()
     wer_table = None
     if args.runs:
-        runs = collect(args.runs, args.wer_json)
-        if not runs:
-            sys.exit(f"error: no finished runs (wer.json + config.yaml) under {args.runs}")
-        wer_table = table(runs)
+        try:
+            runs = collect(args.runs, args.wer_json)
+            differences = bootstrap_section(runs)
+        except UserError as err:
+            fail(err)
+        wer_table = method_table(runs) + ("\n" + differences if differences else "")
     report = build_report(args.entity, args.project, args.group, wer_table, args.title)
     if args.dry_run:
         args.dry_run.write_text(json.dumps(describe(report), indent=1))
