@@ -86,7 +86,7 @@ def test_demo_bljust_sweep_config_composes():
                          cwd=root)
     cfg = yaml.safe_load(job.stdout)
     # it reproduces the table's run: the same training-relevant settings as the run that was scored
-    ran = yaml.safe_load((root / "docs/runs/demo_bljust_sweep/k/seed0/config.yaml").read_text())
+    ran = yaml.safe_load((root / "tests/data/bljust_sweep_run_k.yaml").read_text())
     cfg["optim"].pop("fused")  # added after that run; its default (auto) is the unfused AdamW it used on the CPU
     for key in ("method", "model", "objective", "optim", "features", "tokenizer"):
         assert cfg[key] == ran[key], key

@@ -61,7 +61,8 @@ def test_demo_command_runs_every_method_and_writes_an_agreeing_report(demo_root,
                 cell = rows[method][head.index(f"{split} {metric.upper()}")]
                 assert cell == f"{scores[split][metric]:.1f}", (method, split, metric)
     # every method but the baselines against both, and ptft against supervised, on the whole test split
-    pairs = {tuple(c.strip() for c in line.split("|")[1:5]) for line in differences.splitlines() if line.startswith("| ")}
+    pairs = {tuple(c.strip() for c in line.split("|")[1:5])
+             for line in [ln for ln in differences.splitlines() if ln.startswith("| ")][1:]}  # below the header
     utts = len((root / "supervised" / "seed0" / "eval_last" / "hyps" / "test.txt").read_text().splitlines())
     assert {(m, b) for m, b, _, _ in pairs} == ({(m, "supervised") for m in METHODS if m != "supervised"}
                                                 | {(m, "ptft") for m in METHODS if m not in ("supervised", "ptft")})

@@ -50,4 +50,4 @@ one() { local dir=$root/$1/seed0
 for ((i = 0; i < ${#labels[@]}; i += 2)); do
   one "${labels[i]}" & { [ $((i + 1)) -lt ${#labels[@]} ] && one "${labels[i + 1]}"; } & wait
 done
-$py tools/compare.py $root --wer-json eval_last/wer.json --out $root/table.md
+$py -m bljust.compare $root --wer-json eval_last/wer.json --out $root/table.md --html $root/report.html

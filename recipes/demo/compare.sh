@@ -40,4 +40,4 @@ for seed in $seeds; do
   run pseudo_label pseudo_label train.max_steps=1200 method.start_step=500 method.sup_updates=1 \
       method.pl_updates=2 method.cache_size=40 method.replace_prob=0.2
 done
-$py tools/compare.py $root --wer-json eval_last/wer.json
+$py -m bljust.compare $root --wer-json eval_last/wer.json --out $root/table.md --html $root/report.html

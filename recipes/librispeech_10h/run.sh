@@ -31,7 +31,7 @@ splits="dev-clean dev-other test-clean test-other"
 # Method settings. Equal compute: train.max_steps (from the recipe) counts supervised updates;
 # ptft pre-trains as many steps as it fine-tunes, just and bljust pair every labelled batch with an
 # unlabelled one, so all three cost about twice `supervised`. Values marked (paper) follow the
-# BL-JUST authors' code (DESIGN.md §4); the others are ours.
+# BL-JUST authors' code (docs/methods.md lists them); the others are ours.
 method_args() {
   case $1 in
     ptft)   echo "method.pretrain_steps=20000 method.pretrain_lr=1e-3 method.pretrain_warmup_steps=2000" ;;
@@ -82,5 +82,5 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop" -ge 4 ]; then
   echo "stage 4: compare -> $root/compare.md"
-  $py tools/compare.py $root --wer-json eval_best/wer.json --out $root/compare.md
+  $py -m bljust.compare $root --wer-json eval_best/wer.json --out $root/compare.md
 fi
