@@ -279,7 +279,7 @@ class PruneConfig:
 
 @dataclass
 class MonitorConfig:
-    """Label-free monitors (DESIGN.md section 5) on a fixed probe set of (unlabelled) audio."""
+    """Label-free monitors (docs/monitors.md) on a fixed probe set of (unlabelled) audio."""
 
     enabled: bool = True
     every_steps: int = 500

@@ -3,8 +3,8 @@
     python -m bljust.evaluate ckpt=runs/demo/supervised/seed0/checkpoints/best.pt split=test
     python -m bljust.evaluate ckpt=PATH data=/path/to/LibriSpeech/dev-clean   (or a CutSet manifest)
 
-Prints WER and CER and writes `<split>.hyp.txt` and `wer.json` beside the checkpoint's run
-(or to out=DIR).
+Prints WER and CER and writes `hyps/<split>.txt` and `wer.json` beside the checkpoint's run (or
+to out=DIR): the layout of the trainer's own final scores, so a report reads either the same way.
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ def score(results: list[tuple[str, str | None, str]]) -> dict[str, float]:
 
 
 def write_hyps(results: list[tuple[str, str | None, str]], path: Path) -> None:
-    """One 'ID<TAB>REF<TAB>HYP' line per utterance, for error analysis."""
-    path.write_text("".join(f"{u}\t{r}\t{h}\n" for u, r, h in results), encoding="utf-8")
+    """One 'ID<TAB>REF<TAB>HYP' line per utterance, for error analysis and the paired bootstrap; an
+    unscorable utterance has an empty REF, as `score` leaves it out."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{u}\t{r or ''}\t{h}\n" for u, r, h in results), encoding="utf-8")
 
 
 def load_model(ckpt: dict[str, Any], device: torch.device) -> tuple[AsrModel, Tokenizer, Cmvn, dict]:
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         rates = score(results)
         out = Path(kv.get("out", Path(kv["ckpt"]).resolve().parent.parent / "eval"))
         out.mkdir(parents=True, exist_ok=True)
-        write_hyps(results, out / f"{name}.hyp.txt")
+        write_hyps(results, out / "hyps" / f"{name}.txt")
         wer_path = out / "wer.json"
         table = json.loads(wer_path.read_text()) if wer_path.is_file() else {}
         table[name] = rates

@@ -137,3 +137,31 @@ def test_interrupted_run_resumes_with_the_same_gamma_and_weights(small_cfg, tmp_
     assert [g for _, g in gammas(tmp_path / "whole") if g is not None] == pytest.approx([0, 1 / 3, 2 / 3, 1])
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.train
+def test_bljust_without_exploration_at_constant_gamma_follows_just(small_cfg, tmp_path):
+    """BL-JUST with no exploration, no fine-tune and γ = α held constant is JUST with weight α,
+    step for step (without clipping: JUST clips one global norm, BL-JUST each group, docs/methods.md).
+    The only difference left is that φ_u's gradient is ∇L_u, not α∇L_u, which AdamW's per-parameter
+    normalisation all but cancels."""
+    from bljust.train import Trainer
+
+    alpha, steps = 0.5, 8
+    common = ["train.max_steps=8", "train.log_every=1", "train.eval_every=100", "train.ckpt_every=100",
+              "eval.max_dev_utts=2", "optim.grad_clip=0", "optim.lr=2e-3", "objective.bestrq.codebook_size=64",
+              "monitor.enabled=false"]
+    just = small_cfg([*common, "method=just", f"method.alpha={alpha}", f"run_dir={tmp_path / 'just'}"])
+    Trainer(just, tmp_path / "just").run()
+    bl = small_cfg([*common, "method=bljust", "method.explore=0", "method.finetune=0", "method.joint_steps_per_epoch=4",
+                    "method.gamma_schedule=constant", f"method.gamma_max={alpha}", "method.joint_schedule=cosine",
+                    *[f"method.{g}_lr=2e-3" for g in ("encoder", "ctc_head", "unsup_head")],
+                    "method.log_grad_cosine=false", f"run_dir={tmp_path / 'bl'}"])
+    Trainer(bl, tmp_path / "bl").run()
+    rows = lambda d: [r for r in read_metrics(d / "metrics.jsonl") if "loss_sup" in r]
+    a, b = rows(tmp_path / "just"), rows(tmp_path / "bl")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, steps + 1))
+    assert [r["loss_sup"] for r in b] == pytest.approx([r["loss_sup"] for r in a], abs=1e-4)
+    assert [r["loss_unsup"] for r in b] == pytest.approx([r["loss_unsup"] for r in a], abs=1e-4)
+    assert a[-1]["loss_sup"] != pytest.approx(a[0]["loss_sup"], abs=1e-3)  # they moved: not vacuous
+    assert a[-1]["compute_c"] == b[-1]["compute_c"] == 2 * steps

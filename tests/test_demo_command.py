@@ -11,30 +11,37 @@ from pathlib import Path
 
 import pytest
 
-from bljust.demo import METHODS, method_overrides
+from bljust.cli import compose_config
+from bljust.demo import experiment_methods
+from bljust.methods import METHODS
 from tests.conftest import small_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("budget", [6, 24, 200, 1200])
-def test_every_method_gets_the_same_compute_budget(budget):
-    def kv(method):
-        return dict(o.split("=", 1) for o in method_overrides(method, budget))
+def _c(experiment: str, method: str) -> float:
+    """C a method's run plans in an experiment (the counting of bljust/methods/base.py), from its file."""
+    cfg = compose_config([f"+experiment={experiment}/{method}"])
+    t, m = cfg.train.max_steps, cfg.method
+    if method == "supervised":
+        return t
+    if method == "ptft":
+        return m.pretrain_steps + t
+    if method == "just":
+        return 2 * t
+    if method == "bljust":
+        assert m.explore_unit == "steps" or m.explore == 0, "passes depend on the corpus: use steps here"
+        epochs = -(-t // m.joint_steps_per_epoch)
+        return m.explore_first + epochs * m.explore + 2 * t + (m.finetune if m.finetune_unit == "steps" else 0)
+    return t  # pseudo_label: every update 1 C; the labelling passes (1/3 C each) come on top
 
-    assert int(kv("supervised")["train.max_steps"]) == budget
-    ptft = kv("ptft")
-    assert int(ptft["method.pretrain_steps"]) + int(ptft["train.max_steps"]) == budget
-    assert 2 * int(kv("just")["train.max_steps"]) in (budget, budget - 1)
-    bl = kv("bljust")
-    joint, per_epoch, k = (int(bl[f"{k}"]) for k in ("train.max_steps", "method.joint_steps_per_epoch",
-                                                      "method.explore"))
-    epochs = -(-joint // per_epoch)
-    assert 0.8 * budget <= epochs * k + 2 * joint <= budget
-    pl = kv("pseudo_label")
-    assert int(pl["train.max_steps"]) == budget and 0 < int(pl["method.start_step"]) < budget
-    with pytest.raises(ValueError, match="unknown method"):
-        method_overrides("nope", budget)
+
+@pytest.mark.parametrize("experiment", ["demo", "smoke"])
+def test_every_method_of_an_experiment_gets_the_same_compute_budget(experiment):
+    methods = experiment_methods(experiment)
+    assert set(methods) == set(METHODS)
+    budgets = {m: _c(experiment, m) for m in methods}
+    assert max(budgets.values()) <= 1.0 * min(budgets.values()) / 0.98, budgets
 
 
 @pytest.mark.e2e
@@ -44,14 +51,15 @@ def test_demo_command_runs_every_method_and_writes_an_agreeing_report(demo_root,
                                                                               "train.progress"))]
     overrides += ["model=tiny", "eval.max_dev_utts=4", "monitor.probe_hours=0.005", "monitor.num_clusters=4",
                   "monitor.max_frames=300"]
-    proc = subprocess.run([sys.executable, "-m", "bljust.demo", "--budget", "6", "--root", str(root), *overrides],
+    proc = subprocess.run([sys.executable, "-m", "bljust.demo", "--experiment", "smoke", "--root", str(root), *overrides],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     md = (root / "report.md").read_text()
+    table, _, differences = md.partition("\n\n")  # the method table, then the paired bootstrap
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in md.splitlines()[2:]}
-    head = [c.strip() for c in md.splitlines()[0].split("|")[2:-1]]
+            for line in table.splitlines()[2:]}
+    head = [c.strip() for c in table.splitlines()[0].split("|")[2:-1]]
     assert set(rows) == set(METHODS)
     for method in METHODS:
         scores = json.loads((root / method / "seed0" / "eval_last" / "wer.json").read_text())
@@ -59,6 +67,13 @@ def test_demo_command_runs_every_method_and_writes_an_agreeing_report(demo_root,
             for metric in ("wer", "cer"):
                 cell = rows[method][head.index(f"{split} {metric.upper()}")]
                 assert cell == f"{scores[split][metric]:.1f}", (method, split, metric)
+    # every method but the baselines against both, and ptft against supervised, on the whole test split
+    pairs = {tuple(c.strip() for c in line.split("|")[1:5])
+             for line in [ln for ln in differences.splitlines() if ln.startswith("| ")][1:]}  # below the header
+    utts = len((root / "supervised" / "seed0" / "eval_last" / "hyps" / "test.txt").read_text().splitlines())
+    assert {(m, b) for m, b, _, _ in pairs} == ({(m, "supervised") for m in METHODS if m != "supervised"}
+                                                | {(m, "ptft") for m in METHODS if m not in ("supervised", "ptft")})
+    assert {(split, n) for _, _, split, n in pairs} == {("test", str(utts))}
     html = (root / "report.html").read_text()
     assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 3
     assert all(m in html for m in METHODS) and "http" not in html.replace("http-equiv", "")

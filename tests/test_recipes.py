@@ -177,10 +177,7 @@ def test_missing_transcript_line_is_skipped_and_counted(mini_libri, small_cfg, t
 # --- recipe=custom -------------------------------------------------------------------------------
 
 def _export(demo_root: Path, out: Path, minutes: float, skip: float = 0.0) -> int:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-    from export_table import export_table
+    from tools.export_table import export_table
 
     return export_table(demo_root / "corpus" / "unlabelled", out, minutes, skip, copy_audio=True)
 

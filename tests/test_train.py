@@ -120,8 +120,7 @@ def test_fine_tuning_on_a_company_csv_lowers_its_error(trained, demo_root, tmp_p
     from bljust.data.tokenizer import Tokenizer
     from bljust.train import Trainer
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-    from export_table import export_table
+    from tools.export_table import export_table
 
     table = tmp_path / "acme" / "train.csv"
     export_table(demo_root / "corpus" / "unlabelled", table, minutes=0.75, copy_audio=True)

@@ -13,13 +13,11 @@ tools/bench_methods.py to see the headroom.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bljust.cli import compose_config  # noqa: E402
+from bljust.cli import compose_config
 
 
 def padding_fraction(batches) -> tuple[float, int]:

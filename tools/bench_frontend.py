@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_steps import timed  # noqa: E402  (tools/ is on sys.path when run as a script)
-
-from bljust.cli import compose_config  # noqa: E402
+from bljust.cli import compose_config
+from bljust.tracking.timing import timed
 
 
 def saved_activation_bytes(forward_loss: Callable[[], torch.Tensor], params: list[torch.nn.Parameter]) -> int:

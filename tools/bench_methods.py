@@ -23,8 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bljust.tracking.metrics import read_metrics  # noqa: E402
+from bljust.tracking.metrics import read_metrics
 
 METHODS = ("supervised", "ptft", "just", "bljust", "pseudo_label")
 

@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_steps import timed  # noqa: E402  (tools/ is on sys.path when run as a script)
-from bljust.cli import compose_config  # noqa: E402
+from bljust.cli import compose_config
+from bljust.tracking.timing import timed
 
 
 def matmul_rate(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device, reps: int) -> float:

@@ -11,25 +11,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bljust.cli import compose_config  # noqa: E402
-
-
-def timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t
+from bljust.cli import compose_config
+from bljust.tracking.timing import timed
 
 
 def main() -> None:

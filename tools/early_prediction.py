@@ -14,8 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bljust.monitors.early_prediction import analyse, find_runs, load_run, markdown, scatter_png, signal_keys  # noqa: E402
+from bljust.monitors.early_prediction import analyse, find_runs, load_run, markdown, scatter_png, signal_keys
 
 
 def main(argv: list[str] | None = None) -> int:

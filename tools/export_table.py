@@ -17,11 +17,10 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bljust.data.manifests import cut_text  # noqa: E402
-from bljust.data.skips import SkipLog  # noqa: E402
-from bljust.data.sources import load_entry  # noqa: E402
-from bljust.errors import UserError  # noqa: E402
+from bljust.data.manifests import cut_text
+from bljust.data.skips import SkipLog
+from bljust.data.sources import load_entry
+from bljust.errors import UserError
 
 
 def export_table(src: Path, out: Path, minutes: float = 10.0, skip_minutes: float = 0.0,

@@ -31,9 +31,8 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bljust.tracking.checkpoint import load_checkpoint  # noqa: E402
-from bljust.tracking.metrics import read_metrics  # noqa: E402
+from bljust.tracking.checkpoint import load_checkpoint
+from bljust.tracking.metrics import read_metrics
 
 POINTS = ("step", "ckpt_write", "ckpt_rotate", "eval", "monitor")
 # measurements of the machine, not of the training: they differ between any two runs

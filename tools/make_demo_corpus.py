@@ -7,11 +7,6 @@ import argparse
 import sys
 from pathlib import Path
 
-try:
-    import bljust  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bljust.data.demo_corpus import DemoCorpusSpec, corpus_is_complete, make_demo_corpus
 
 

@@ -14,8 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bljust.tracking.metrics import read_metrics  # noqa: E402
+from bljust.tracking.metrics import read_metrics
 
 
 def main() -> None:

@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bljust.cli import compose_config  # noqa: E402
+from bljust.cli import compose_config
 
 PHASES = {  # overrides that put every phase of the method inside a short run
     "ptft": ["method.pretrain_steps=3"],

@@ -66,5 +66,5 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop" -ge 4 ]; then
   echo "stage 4: compare -> $root/compare.md"
-  $py tools/compare.py $root --wer-json eval_best/wer.json --out $root/compare.md
+  $py -m bljust.compare $root --wer-json eval_best/wer.json --out $root/compare.md
 fi
