@@ -26,8 +26,9 @@ class PtftConfig(MethodConfig):
     freeze_encoder_steps: int = 0  # fine-tune only the fresh CTC head for this many steps first
 
     def check(self, cfg) -> list[tuple[bool, str]]:
-        return [(self.pretrain_steps >= 0 and self.freeze_encoder_steps >= 0 and self.pretrain_warmup_steps >= 0,
-                 "method.pretrain_steps, pretrain_warmup_steps and freeze_encoder_steps must be >= 0")]
+        return [(self.pretrain_steps >= 0, "method.pretrain_steps must be >= 0"),
+                (self.freeze_encoder_steps >= 0 and self.pretrain_warmup_steps >= 0,
+                 "method.pretrain_warmup_steps and method.freeze_encoder_steps must be >= 0")]
 
 
 class Ptft(Method):
