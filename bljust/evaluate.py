@@ -24,6 +24,7 @@ from bljust.data.tokenizer import Tokenizer
 from bljust.models.asr import AsrModel
 from bljust.objectives.ctc import greedy_decode
 from bljust.scoring import error_rates
+from bljust.tracking.disk import write_text_atomic
 
 
 @torch.no_grad()
@@ -55,7 +56,7 @@ def score(results: list[tuple[str, str | None, str]]) -> dict[str, float]:
 
 def write_hyps(results: list[tuple[str, str | None, str]], path: Path) -> None:
     """One 'ID<TAB>REF<TAB>HYP' line per utterance, for error analysis."""
-    path.write_text("".join(f"{u}\t{r}\t{h}\n" for u, r, h in results), encoding="utf-8")
+    write_text_atomic(path, "".join(f"{u}\t{r}\t{h}\n" for u, r, h in results))
 
 
 def load_model(ckpt: dict[str, Any], device: torch.device) -> tuple[AsrModel, Tokenizer, Cmvn, dict]:
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         wer_path = out / "wer.json"
         table = json.loads(wer_path.read_text()) if wer_path.is_file() else {}
         table[name] = rates
-        wer_path.write_text(json.dumps(table, indent=1))
+        write_text_atomic(wer_path, json.dumps(table, indent=1))
         print(f"{name}: WER {rates['wer']:.2f} %  CER {rates['cer']:.2f} %  ({rates['utterances']} utterances)")
     except UserError as err:
         fail(err)
