@@ -40,8 +40,8 @@ class SaveGuard:
         self.errors += 1
         kept = f"{last_good[0]} (step {last_good[1]})" if last_good else "none written yet"
         if self.policy == "stop":
-            raise SaveFailed(f"stopped at step {step}: {failure}; last good checkpoint, kept: {kept} (free space and "
-                             "re-run to resume, or set train.on_save_error=continue to train on and retry)")
+            raise SaveFailed(f"stopped at step {step}: {failure}; the last good checkpoint is kept: {kept}; free space "
+                             "and re-run to resume, or set train.on_save_error=continue to train on and retry")
         if self.is_main:
             print(f"warning: step {step}: {failure}; training goes on (train.on_save_error=continue) and the next "
                   f"checkpoint tries again; {self.errors} failed so far; last good checkpoint: {kept}", flush=True)
