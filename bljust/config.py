@@ -243,6 +243,9 @@ class TrainConfig:
     max_bad_fraction: float = 0.1
     # Stop after this many consecutive steps with a non-finite loss or gradient (each is skipped).
     max_nonfinite_steps: int = 20
+    # A checkpoint that cannot be written (full disk, quota): stop (the previous good one is kept), or
+    # continue: train on, count it (save_errors in metrics.jsonl) and retry at the next checkpoint.
+    on_save_error: str = "stop"  # stop | continue
 
 
 @dataclass

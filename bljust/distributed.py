@@ -22,7 +22,7 @@ import io
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -184,3 +184,15 @@ def broadcast_object(obj: Any) -> Any:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier(group=_control)
+
+
+def failure_on_main(action: Callable[[], None], is_main: bool, errors: type[BaseException]) -> str | None:
+    """Run `action` on rank 0 only; every rank gets None, or the message of the `errors` it raised,
+    so that all ranks stop (or go on) together. Collective."""
+    failure = None
+    if is_main:
+        try:
+            action()
+        except errors as err:
+            failure = str(err)
+    return broadcast_object(failure)

@@ -24,6 +24,7 @@ from bljust.data.tokenizer import Tokenizer
 from bljust.models.asr import AsrModel
 from bljust.objectives.ctc import greedy_decode
 from bljust.scoring import error_rates
+from bljust.tracking.disk import write_text_atomic
 
 
 @torch.no_grad()
@@ -57,7 +58,7 @@ def write_hyps(results: list[tuple[str, str | None, str]], path: Path) -> None:
     """One 'ID<TAB>REF<TAB>HYP' line per utterance, for error analysis and the paired bootstrap; an
     unscorable utterance has an empty REF, as `score` leaves it out."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{u}\t{r or ''}\t{h}\n" for u, r, h in results), encoding="utf-8")
+    write_text_atomic(path, "".join(f"{u}\t{r or ''}\t{h}\n" for u, r, h in results))
 
 
 def load_model(ckpt: dict[str, Any], device: torch.device) -> tuple[AsrModel, Tokenizer, Cmvn, dict]:
@@ -71,9 +72,14 @@ def load_model(ckpt: dict[str, Any], device: torch.device) -> tuple[AsrModel, To
     return model.to(device).eval(), tokenizer, Cmvn.from_state_dict(ckpt["cmvn"]), cfg
 
 
-def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None) -> CutSet:
+def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None,
+              counts: dict[str, Any] | None = None) -> CutSet:
     """Labelled cuts from a LibriSpeech-layout folder, a plain audio,text table, or a CutSet, their
-    references normalised as the checkpoint's training transcripts were (`text_cfg`)."""
+    references normalised as the checkpoint's training transcripts were (`text_cfg`).
+
+    What was left out (utterances by reason, e.g. `digits_in_text`; characters dropped from
+    references) is printed and, when `counts` is given, put into it for wer.json.
+    """
     from bljust.data.skips import SkipLog
     from bljust.data.sources import load_entry
     from bljust.data.text import normalizer_from_config
@@ -81,11 +87,34 @@ def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None) -> Cut
     path = Path(data)
     if not path.exists():
         raise ManifestError(f"data={path}: not found")
-    skips = SkipLog()
-    cuts = load_entry(path, True, skips, max_seconds, normalizer_from_config(text_cfg))
+    skips, normalize = SkipLog(), normalizer_from_config(text_cfg)
+    cuts = load_entry(path, True, skips, max_seconds, normalize)
     if skips.total:
         print(f"{path}: {skips.summary()}", file=sys.stderr)
+    if normalize.dropped:
+        print(f"{path}: references: {normalize.summary()}", file=sys.stderr)
+    if counts is not None:
+        counts.update(left_out(skips.as_dict(), dict(normalize.dropped)))
     return cuts
+
+
+def left_out(skipped: dict[str, int], dropped: dict[str, int]) -> dict[str, Any]:
+    """The wer.json entries that say what a score does not cover (empty when nothing was left out)."""
+    out: dict[str, Any] = {}
+    if skipped:
+        out["skipped"] = skipped
+    if dropped:
+        out["dropped_characters"] = dropped
+    return out
+
+
+def prepared_counts(data_dir: Path, split: str) -> dict[str, Any]:
+    """What `prepare` left out of a split, from its prepare.json."""
+    try:
+        done = json.loads((data_dir / "prepare.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return left_out(done.get("skipped", {}).get(split, {}), done.get("dropped_characters", {}).get(split, {}))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,21 +136,25 @@ def main(argv: list[str] | None = None) -> None:
             if not path.is_file():
                 raise ManifestError(f"split={kv['split']}: no prepared manifest {path}")
             cuts, name = load_cuts(path), kv["split"]
+            counts = prepared_counts(Path(cfg["recipe"]["data_dir"]), name)
         else:
-            cuts = data_cuts(kv["data"], feat["max_utt_seconds"], cfg.get("text"))
+            counts = {}
+            cuts = data_cuts(kv["data"], feat["max_utt_seconds"], cfg.get("text"), counts)
             name = Path(kv["data"]).name.split(".")[0]
         results = transcribe_cuts(model, cuts, dataset, tokenizer, device)
         if not results:
             raise ManifestError(f"{name}: no usable utterance to score")
-        rates = score(results)
+        rates = {**score(results), **counts}
         out = Path(kv.get("out", Path(kv["ckpt"]).resolve().parent.parent / "eval"))
         out.mkdir(parents=True, exist_ok=True)
         write_hyps(results, out / "hyps" / f"{name}.txt")
         wer_path = out / "wer.json"
         table = json.loads(wer_path.read_text()) if wer_path.is_file() else {}
         table[name] = rates
-        wer_path.write_text(json.dumps(table, indent=1))
-        print(f"{name}: WER {rates['wer']:.2f} %  CER {rates['cer']:.2f} %  ({rates['utterances']} utterances)")
+        write_text_atomic(wer_path, json.dumps(table, indent=1))
+        skipped = sum(counts.get("skipped", {}).values())
+        print(f"{name}: WER {rates['wer']:.2f} %  CER {rates['cer']:.2f} %  ({rates['utterances']} utterances"
+              + (f"; {skipped} left out, see {wer_path}" if skipped else "") + ")")
     except UserError as err:
         fail(err)
 

@@ -22,9 +22,10 @@ from bljust.data.features import Cmvn, fbank
 from bljust.data.manifests import cut_text, load_cuts
 from bljust.data.skips import SkipLog, check_bad_fraction
 from bljust.data.sources import check_sources, load_split
-from bljust.data.text import normalizer_from_config
+from bljust.data.text import TEXT_RULES_VERSION, Normalizer, normalizer_from_config
 from bljust.data.tokenizer import Tokenizer, train_tokenizer
 from bljust.errors import UserError
+from bljust.tracking.disk import write_text_atomic
 
 CMVN_MAX_UTTS = 1000  # a deterministic subsample is plenty for 80 means and variances
 
@@ -69,6 +70,7 @@ def _signature(cfg: Any) -> dict[str, Any]:
         "features": OmegaConf.to_container(cfg.features, resolve=True),
         "tokenizer": OmegaConf.to_container(cfg.tokenizer, resolve=True),
         "text": OmegaConf.to_container(cfg.text, resolve=True),
+        "text_rules": TEXT_RULES_VERSION,  # the normaliser's own behaviour (data/text.py)
     }
 
 
@@ -119,13 +121,14 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     if cfg.recipe.source == "demo":
         ensure_demo_corpus(cfg)
     check_sources(cfg.recipe)
-    normalize = normalizer_from_config(cfg.text)
     (out.data_dir / "manifests").mkdir(parents=True, exist_ok=True)
     max_s = cfg.features.max_utt_seconds
     skips: dict[str, SkipLog] = {}
+    texts_of: dict[str, Normalizer] = {}  # per split: the characters its transcripts lost
 
     def build(role: str, entries: list[str], path: Path, name: str) -> None:
         log_ = skips.setdefault(name, SkipLog())
+        normalize = texts_of.setdefault(name, normalizer_from_config(cfg.text))
         cuts = load_split(cfg.recipe, role, entries, log_, max_s, normalize)
         check_bad_fraction(f"{name} data ({', '.join(entries)})", log_, len(cuts), cfg.train.max_bad_fraction)
         cuts.to_file(path)
@@ -138,6 +141,9 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     for role in ("dev", "test"):
         for entry in cfg.recipe[role]:
             build(role, [entry], out.eval_splits[split_name(entry)], split_name(entry))
+    dropped = {name: n.summary() for name, n in texts_of.items() if n.dropped}
+    if dropped:
+        log("prepare: transcripts: " + " | ".join(f"{name}: {line}" for name, line in dropped.items()), flush=True)
 
     labelled = load_cuts(out.labelled)
     texts = [cut_text(c) for c in labelled]
@@ -148,9 +154,9 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     _cmvn(labelled, cfg.features.sample_rate, cfg.features.num_mel_bins, cmvn_skips).save(out.cmvn)
     log(f"prepare: CMVN statistics -> {out.cmvn}", flush=True)
     # Written last and renamed into place: a prepare killed half-way is redone, never trusted.
-    tmp = sig_path.with_name(f".{sig_path.name}.tmp")
-    tmp.write_text(json.dumps({"signature": signature, "skipped": {k: v.as_dict() for k, v in skips.items()}}, indent=1))
-    tmp.replace(sig_path)
+    write_text_atomic(sig_path, json.dumps({"signature": signature, "skipped": {k: v.as_dict() for k, v in skips.items()},
+                                            "dropped_characters": {k: dict(n.dropped) for k, n in texts_of.items()}},
+                                           indent=1))
     return out
 
 

@@ -38,11 +38,15 @@ from bljust.monitors.pruning import MARKER as PRUNED_MARKER
 from bljust.prepare import PreparedData, prepare
 from bljust.tracking.checkpoint import (FORMAT_VERSION, load_checkpoint, load_latest, rng_state, save_atomic,
                                         set_rng_state)
+from bljust.tracking.disk import write_text_atomic
 from bljust.tracking.faults import fault_point
 from bljust.tracking.log_sink import LogSink
 from bljust.tracking.metrics import MetricsWriter
 from bljust.tracking.stop_signals import StopSignals
 from bljust.tracking.throughput import ThroughputMeter
+from bljust.tracking.run_config import check_resume_config
+from bljust.tracking.run_lock import hold_run_folder
+from bljust.tracking.save_policy import SaveGuard
 from bljust.tracking.warm_start import warm_start
 from bljust.tracking.wandb_run import WandbRun, refuse_secrets, seed_tags
 
@@ -91,6 +95,9 @@ class Trainer:
         self.resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
         refuse_secrets(self.resolved)
         self.ckpt_dir = out_dir / "checkpoints"
+        self.save_guard = SaveGuard(cfg.train.on_save_error, self.dist.is_main)
+        hold_run_folder(out_dir, self.dist.is_main)  # one run per folder (tracking/run_lock.py)
+        check_resume_config(self.ckpt_dir, self.resolved, out_dir, self.dist.is_main)
         seed_everything(cfg.train.seed)
 
         self.data: PreparedData = self._prepare()
@@ -168,7 +175,7 @@ class Trainer:
             "config": self.resolved, "tokenizer": self.tokenizer.to_tensor(), "cmvn": self.cmvn.state_dict(),
             "best_dev_error": self.best_dev_error, "wandb_id": self.wandb_id, "compute_c": self.compute_c,
             "train_seconds": self.meter.total_seconds() if self.meter else self.train_seconds,
-            "monitor_seconds": self.monitor.seconds_total,
+            "monitor_seconds": self.monitor.seconds_total, "save_errors": self.save_guard.errors,
         }
 
     def save(self, name: str = "last.pt") -> None:
@@ -181,8 +188,9 @@ class Trainer:
         if name == "last.pt" and self.method.nonfinite_streak:
             return
         ckpt = self.checkpoint()
-        if self.dist.is_main:
-            save_atomic(ckpt, self.ckpt_dir / name, keep_previous="prev.pt" if name == "last.pt" else None)
+        keep = "prev.pt" if name == "last.pt" else None
+        if not self.save_guard.write(lambda: save_atomic(ckpt, self.ckpt_dir / name, keep), self.step, self.last_saved):
+            return  # train.on_save_error=continue: counted, the next checkpoint tries again
         if name == "last.pt":
             self.last_saved = (self.ckpt_dir / name, self.step)
 
@@ -211,6 +219,7 @@ class Trainer:
         self.train_seconds, self.wandb_id = ckpt["train_seconds"], ckpt["wandb_id"]
         self.compute_c = ckpt.get("compute_c", 0.0)
         self.monitor.seconds_total = ckpt.get("monitor_seconds", 0.0)
+        self.save_guard.errors = ckpt.get("save_errors", 0)
         self.last_saved = (path, ckpt["step"])
         return path
 
@@ -275,7 +284,7 @@ class Trainer:
                 write_hyps(results, hyp_dir / f"{split}.txt")
             table[split] = score(results)
         if self.dist.is_main:
-            (self.out_dir / "wer.json").write_text(json.dumps(table, indent=1))
+            write_text_atomic(self.out_dir / "wer.json", json.dumps(table, indent=1))
         return table
 
     # --- the loop ----------------------------------------------------------------------------
@@ -337,7 +346,7 @@ class Trainer:
         left to do (finished: its wer.json; pruned: {}), else None."""
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(self.resolved)))
+            write_text_atomic(self.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(self.resolved)))
         resumed = self.resume()
         if resumed:
             self.say(f"resumed from {resumed} at step {self.step}")
@@ -375,7 +384,8 @@ class Trainer:
                 "compute_c": self.compute_c, **memory_record(self.device),
                 "supervised_updates": self.method.supervised_updates,
                 "skipped_utterances": int(shared.pop("skipped_utterances")),
-                "nonfinite_skips": self.method.nonfinite_skips, **shared}
+                "nonfinite_skips": self.method.nonfinite_skips,
+                "save_errors": self.save_guard.errors, **shared}
 
     def evaluate_and_keep_best(self) -> dict[str, float]:
         """Dev scores; best.pt is rewritten when the selection metric improves."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,13 @@ def small_overrides(root: Path) -> list[str]:
     return [*sizes, f"recipe.corpus_dir={root}/corpus", f"recipe.data_dir={root}/prepared",
             "logging.wandb=disabled", "train.progress=false", "train.num_workers=0",
             "train.max_duration=40", "optim.warmup_steps=5", f"run_dir={root}/runs/default"]
+
+
+def train_cmd(root: Path, run: Path, steps: int, *overrides: str) -> list[str]:
+    """`python -m bljust.train` on the small corpus, as a real process: a record every step, a
+    checkpoint every 3, no dev evaluation before the end."""
+    return [sys.executable, "-m", "bljust.train", *small_overrides(root), f"train.max_steps={steps}",
+            "train.log_every=1", "train.ckpt_every=3", "train.eval_every=1000", f"run_dir={run}", *overrides]
 
 
 def compose(root: Path, overrides: list[str]):

@@ -142,16 +142,6 @@ def test_fine_tuning_on_a_company_csv_lowers_its_error(trained, demo_root, tmp_p
     assert after["cer"] < before["cer"] - 3 and after["wer"] <= before["wer"]
 
 
-def _train_cmd(demo_root: Path, run: Path, steps: int) -> list[str]:
-    from conftest import SMALL
-
-    return [sys.executable, "-m", "bljust.train", *[f"recipe.demo.{k}={v}" for k, v in SMALL.items()],
-            f"recipe.corpus_dir={demo_root}/corpus", f"recipe.data_dir={demo_root}/prepared",
-            "logging.wandb=disabled", "train.progress=false", "train.num_workers=0", "train.max_duration=40",
-            "optim.warmup_steps=5", f"train.max_steps={steps}", "train.log_every=1", "train.ckpt_every=3",
-            "train.eval_every=1000", f"run_dir={run}"]
-
-
 def _strip_times(records: list[dict]) -> list[dict]:
     from tools.fault_inject import TIME_KEYS
 
@@ -159,11 +149,13 @@ def _strip_times(records: list[dict]) -> list[dict]:
 
 
 def test_sigkill_and_rerun_resumes_exactly(demo_root, tmp_path):
+    from conftest import train_cmd
+
     steps = 12
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(_train_cmd(demo_root, whole, steps), check=True, capture_output=True, timeout=600)
+    subprocess.run(train_cmd(demo_root, whole, steps), check=True, capture_output=True, timeout=600)
 
-    proc = subprocess.Popen(_train_cmd(demo_root, killed, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(train_cmd(demo_root, killed, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline:  # kill once a checkpoint exists and training has gone past it
         m = killed / "metrics.jsonl"
@@ -173,7 +165,7 @@ def test_sigkill_and_rerun_resumes_exactly(demo_root, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert load_checkpoint(killed / "checkpoints" / "last.pt")["step"] < steps
-    r = subprocess.run(_train_cmd(demo_root, killed, steps), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(train_cmd(demo_root, killed, steps), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "resumed from" in r.stdout
 

@@ -62,9 +62,9 @@ def _read_transcripts(trans: Path, skips: SkipLog, normalize: Normalizer = norma
         if not line.strip():
             continue
         utt_id, _, text = line.strip().partition(" ")
-        text = normalize(text)
-        if not text:
-            skips.add("empty_transcript", f"{trans}:{line_no}")
+        text, problem = normalize.label(text)
+        if problem:
+            skips.add(problem, f"{trans}:{line_no}")
         elif utt_id in texts:
             skips.add("duplicate_id", f"{trans}:{line_no}")
         else:
@@ -184,8 +184,11 @@ def is_table_manifest(path: str | Path) -> bool:
 
 
 def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seconds: float = 30.0,
-                        normalize: Normalizer = normalize_text, sample_rate: int = 0) -> CutSet:
+                        normalize: Normalizer = normalize_text, sample_rate: int = 0,
+                        labelled: bool = True) -> CutSet:
     """A CutSet from a plain CSV (header row) or JSONL table with `audio,text[,speaker][,id]`.
+
+    labelled=False: the text column, if any, is not read (unlabelled audio needs no transcript).
 
     Relative audio paths are read relative to the table's own folder, so a table and its audio
     can move together. Unknown columns are an error (a typo like `transcript` would otherwise
@@ -225,9 +228,9 @@ def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seco
         audio = Path(row["audio"])
         audio = audio if audio.is_absolute() else path.parent / audio
         utt_id = row.get("id") or audio.stem
-        text = normalize(row.get("text") or "") or None
-        if "text" in columns and text is None:
-            skips.add("empty_transcript", f"{path}:{n}")
+        text, problem = normalize.label(row.get("text") or "") if labelled and "text" in columns else (None, None)
+        if problem:
+            skips.add(problem, f"{path}:{n}")
             continue
         if utt_id in seen:
             skips.add("duplicate_id", f"{path}:{n}")

@@ -80,7 +80,7 @@ def load_entry(path: Path, labelled: bool, skips: SkipLog, max_seconds: float = 
     if path.is_dir():
         return scan_librispeech(path, labelled, skips, max_seconds, normalize)
     if is_table_manifest(path):
-        cuts = load_table_manifest(path, skips, max_seconds, normalize)
+        cuts = load_table_manifest(path, skips, max_seconds, normalize, labelled=labelled)
         if labelled and cut_text(cuts[0]) is None:
             raise ManifestError(f"{path}: no text column; labelled data needs audio,text[,speaker][,id]")
     else:
@@ -105,9 +105,9 @@ def import_cutset(cuts: CutSet, labelled: bool, skips: SkipLog, max_seconds: flo
         if len(cut.supervisions) > 1 or cut.start > 0 or abs(cut.duration - rec.duration) > 0.01:
             skips.add("not_whole_recording", cut.id)
             continue
-        text = normalize(cut_text(cut) or "") or None
-        if labelled and text is None:
-            skips.add("empty_transcript", cut.id)
+        text, problem = normalize.label(cut_text(cut) or "") if labelled else (None, None)
+        if problem:
+            skips.add(problem, cut.id)
             continue
         source = Path(rec.sources[0].source)
         made = _recording(cut.id, source if source.is_absolute() else path.parent / source, skips, max_seconds)
