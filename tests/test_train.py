@@ -195,14 +195,16 @@ def test_fine_tuning_on_a_company_csv_lowers_its_error(trained, demo_root, tmp_p
     base = trained / "checkpoints" / "best.pt"
     before, held_before = _error_rates(base, acme / "train.csv"), _error_rates(base, acme / "held.csv")
     cfg = compose(demo_root, ["recipe=custom", f"recipe.corpus_dir={acme}", "recipe.labelled=[train.csv]",
-                              "recipe.dev=[train.csv]", "recipe.test=[held.csv]", f"recipe.data_dir={tmp_path}/prepared",
-                              f"init_from={base}", "train.max_steps=160", "train.max_duration=20", "train.eval_every=160",
-                              "optim.lr=2e-3", "optim.warmup_steps=5", f"run_dir={tmp_path}/ft"])
+                              "recipe.dev=[train.csv]", "recipe.test=[held.csv]",
+                              f"recipe.data_dir={tmp_path}/prepared", f"init_from={base}", "train.max_steps=160",
+                              "train.max_duration=20", "train.eval_every=160", "optim.lr=2e-3",
+                              "optim.warmup_steps=5", f"run_dir={tmp_path}/ft"])
     table = Trainer(cfg, tmp_path / "ft").run()
     after, held_after = table["train"], table["held"]
     print(f"company CSV ({before['utterances']} utterances): WER {before['wer']:.1f} -> {after['wer']:.1f} %, "
           f"CER {before['cer']:.1f} -> {after['cer']:.1f} %; held out ({held_before['utterances']}): "
-          f"WER {held_before['wer']:.1f} -> {held_after['wer']:.1f} %, CER {held_before['cer']:.1f} -> {held_after['cer']:.1f} %")
+          f"WER {held_before['wer']:.1f} -> {held_after['wer']:.1f} %, "
+          f"CER {held_before['cer']:.1f} -> {held_after['cer']:.1f} %")
     assert after["utterances"] == before["utterances"] >= 5
     # WER of a 300-step demo model sits near 100 %, so CER carries the signal; WER must not rise
     assert after["cer"] < before["cer"] - 3 and after["wer"] <= before["wer"]
@@ -218,8 +220,9 @@ def _train_cmd(demo_root: Path, run: Path, steps: int, ckpt_every: int = 3, max_
 
     return [sys.executable, "-m", "bljust.train", *[f"recipe.demo.{k}={v}" for k, v in SMALL.items()],
             f"recipe.corpus_dir={demo_root}/corpus", f"recipe.data_dir={demo_root}/prepared",
-            "logging.wandb=disabled", "train.progress=false", "train.num_workers=0", f"train.max_duration={max_duration}",
-            "optim.warmup_steps=5", f"train.max_steps={steps}", "train.log_every=1", f"train.ckpt_every={ckpt_every}",
+            "logging.wandb=disabled", "train.progress=false", "train.num_workers=0",
+            f"train.max_duration={max_duration}", "optim.warmup_steps=5", f"train.max_steps={steps}",
+            "train.log_every=1", f"train.ckpt_every={ckpt_every}",
             "train.eval_every=1000", *extra, f"run_dir={run}"]
 
 
