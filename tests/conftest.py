@@ -1,9 +1,12 @@
-"""Shared fixtures: one small real demo corpus (espeak-ng speech) and config composition."""
+"""Shared fixtures: one small real demo corpus (espeak-ng speech), a miniature LibriSpeech tree
+built from it, and config composition."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+import shutil
 
 import pytest
 import torch
@@ -46,11 +49,14 @@ def small_overrides(root: Path) -> list[str]:
             "train.max_duration=40", "optim.warmup_steps=5", f"run_dir={root}/runs/default"]
 
 
-def train_cmd(root: Path, run: Path, steps: int, *overrides: str) -> list[str]:
+def train_cmd(root: Path, run: Path, steps: int, *overrides: str, ckpt_every: int = 3,
+              max_duration: int = 40) -> list[str]:
     """`python -m bljust.train` on the small corpus, as a real process: a record every step, a
-    checkpoint every 3, no dev evaluation before the end."""
-    return [sys.executable, "-m", "bljust.train", *small_overrides(root), f"train.max_steps={steps}",
-            "train.log_every=1", "train.ckpt_every=3", "train.eval_every=1000", f"run_dir={run}", *overrides]
+    checkpoint every `ckpt_every`, no dev evaluation before the end."""
+    base = [o for o in small_overrides(root) if not o.startswith("train.max_duration=")]
+    return [sys.executable, "-m", "bljust.train", *base, f"train.max_duration={max_duration}",
+            f"train.max_steps={steps}", "train.log_every=1", f"train.ckpt_every={ckpt_every}",
+            "train.eval_every=1000", f"run_dir={run}", *overrides]
 
 
 def compose(root: Path, overrides: list[str]):
@@ -62,3 +68,55 @@ def compose(root: Path, overrides: list[str]):
 def small_cfg(demo_root):
     """A factory: small_cfg(overrides) -> composed config on the prepared small corpus."""
     return lambda overrides=(): compose(demo_root, list(overrides))
+
+
+# --- a miniature LibriSpeech + librispeech_finetuning tree of real demo FLAC -----------------
+FINETUNING_10H = [f"1h/{fold}/{kind}" for fold in range(6) for kind in ("clean", "other")] + ["9h/clean", "9h/other"]
+LIBRISPEECH = ["train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other", "test-clean",
+               "test-other"]
+DEMO_SOURCE = {"1h": "train", "9h": "train", "train": "unlabelled", "dev": "dev", "test": "test"}
+
+
+def _write_chapter(folder: Path, spk: int, chap: int, utts: list[tuple[Path, str]]) -> list[str]:
+    d = folder / str(spk) / str(chap)
+    d.mkdir(parents=True)
+    ids = [f"{spk}-{chap}-{i:04d}" for i in range(len(utts))]
+    for utt_id, (flac, _) in zip(ids, utts):
+        shutil.copy(flac, d / f"{utt_id}.flac")
+    (d / f"{spk}-{chap}.trans.txt").write_text("".join(f"{u} {t}\n" for u, (_, t) in zip(ids, utts)))
+    return ids
+
+
+@pytest.fixture(scope="session")
+def mini_libri(tmp_path_factory, demo_root) -> tuple[Path, dict[str, list[str]]]:
+    """A miniature LibriSpeech + librispeech_finetuning tree; returns (root, folder -> utterance ids).
+
+    The tree has the real layout and names: LibriSpeech/<split>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac
+    + <spk>-<chapter>.trans.txt, and librispeech_finetuning/1h/{0..5}/{clean,other} and
+    9h/{clean,other} in the same per-chapter layout. Tests that damage it work on a copy.
+    """
+    from bljust.data.manifests import cut_text, scan_librispeech
+
+    root = tmp_path_factory.mktemp("libri")
+    pools = {split: iter([(Path(c.recording.sources[0].source), cut_text(c))
+                          for c in scan_librispeech(demo_root / "corpus" / split, labelled=True)])
+             for split in set(DEMO_SOURCE.values())}
+    expected, spk = {}, 100
+    for folder in FINETUNING_10H:
+        n = 2 if folder.startswith("9h") else 1
+        pool = pools[DEMO_SOURCE[folder.split("/")[0]]]
+        spk += 1
+        expected[folder] = _write_chapter(root / "librispeech_finetuning" / folder, spk, spk * 10,
+                                          [next(pool) for _ in range(n)])
+    for folder in LIBRISPEECH:
+        pool = pools[DEMO_SOURCE[folder.split("-")[0]]]
+        spk += 1
+        expected[folder] = _write_chapter(root / "LibriSpeech" / folder, spk, spk * 10, [next(pool) for _ in range(2)])
+    return root, expected
+
+
+def libri_overrides(root: Path, recipe: str = "librispeech_10h") -> list[str]:
+    labelled_dir = [] if recipe == "librispeech_100h" else [f"recipe.labelled_dir={root}/librispeech_finetuning"]
+    return [f"recipe={recipe}", "model=tiny", f"recipe.corpus_dir={root}/LibriSpeech", *labelled_dir,
+            f"recipe.data_dir={root}/prepared_{recipe}", "train.max_duration=40", "train.num_workers=0",
+            "optim.warmup_steps=2", "train.log_every=1"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from conftest import libri_overrides
 
 from bljust.cli import CONF_DIR, compose_config
 from bljust.config import ConfigError, sweep_label
@@ -63,16 +66,53 @@ TWO_STEP_KEYS = {"ptft": ["method.pretrain_steps=1", "train.max_steps=1"],
                  "pseudo_label": ["method.start_step=1", "method.sup_updates=0", "method.cache_size=1"]}
 
 
+@pytest.fixture(scope="module")
+def company_folder(demo_root, tmp_path_factory) -> Path:
+    """recipe=custom data: a labelled CSV and a dev CSV with audio beside them, and a plain folder of
+    untranscribed audio (demo unlabelled speech the tables do not hold)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from export_table import export_table
+
+    root = tmp_path_factory.mktemp("company")
+    export_table(demo_root / "corpus" / "unlabelled", root / "train.csv", minutes=0.4, copy_audio=True)
+    export_table(demo_root / "corpus" / "unlabelled", root / "dev.csv", minutes=0.2, skip_minutes=0.4, copy_audio=True)
+    (root / "untranscribed").mkdir()
+    in_tables = {p.name for p in (root / "audio").iterdir()}
+    for flac in sorted((demo_root / "corpus" / "unlabelled").rglob("*.flac")):
+        if flac.name not in in_tables:
+            shutil.copy(flac, root / "untranscribed" / flac.name)
+    return root
+
+
+def recipe_overrides(recipe: str, request) -> list[str]:
+    """Overrides that point `recipe` at small real data: the demo corpus, the miniature LibriSpeech
+    tree (conftest.mini_libri, tiny model) or a company folder of CSV tables (recipe=custom)."""
+    if recipe == "demo":
+        return []
+    if recipe.startswith("librispeech"):
+        return libri_overrides(request.getfixturevalue("mini_libri")[0], recipe)
+    assert recipe == "custom", f"no small data for recipe {recipe}: add it here"
+    root = request.getfixturevalue("company_folder")
+    return ["recipe=custom", f"recipe.corpus_dir={root}", "recipe.labelled=[train.csv]", "recipe.dev=[dev.csv]",
+            "recipe.unlabelled=[untranscribed]", f"recipe.data_dir={root}/prepared"]
+
+
 @pytest.mark.train
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("recipe", [r for r in RECIPES if r == "demo"])
-def test_every_recipe_and_method_runs_two_steps(small_cfg, tmp_path, recipe, method):
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_and_method_runs_two_steps(small_cfg, tmp_path, recipe, method, request):
     from bljust.train import Trainer
 
-    cfg = small_cfg([f"method={method}", "train.max_steps=2", "train.eval_every=2", "eval.max_dev_utts=4",
-                     f"run_dir={tmp_path}", *TWO_STEP_KEYS.get(method, [])])
+    cfg = small_cfg([*recipe_overrides(recipe, request), f"method={method}", "train.max_steps=2", "train.eval_every=2",
+                     "eval.max_dev_utts=4", f"run_dir={tmp_path}",
+                     *TWO_STEP_KEYS.get(method, [])])
+    assert cfg.recipe.name == recipe and cfg.method.name == method and cfg.model.name == "tiny"
     table = Trainer(cfg, Path(cfg.run_dir)).run()
-    assert table["step"] == 2 and {"dev", "test"} <= set(table)
+    splits = {Path(entry).name.split(".")[0] for entry in [*cfg.recipe.dev, *cfg.recipe.test]}
+    assert table["step"] == 2 and splits <= set(table) and splits
+    if recipe == "demo":
+        assert {"dev", "test"} <= set(table)
+    assert all(table[s]["utterances"] > 0 for s in splits)
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "metrics.jsonl").is_file()
 
 

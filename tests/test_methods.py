@@ -18,23 +18,46 @@ def _trainer(small_cfg, tmp_path, overrides):
 
 
 class _Spy(torch.nn.Module):
-    """Counts SpecAugment calls and the batch each call saw."""
+    """Counts SpecAugment calls and keeps the batch each call saw."""
 
     def __init__(self, inner):
         super().__init__()
-        self.inner, self.calls = inner, []
+        self.inner, self.calls, self.inputs = inner, [], []
 
     def forward(self, feats):
         self.calls.append(feats.shape)
+        self.inputs.append(feats.detach().clone())
         return self.inner(feats)
 
 
-def test_specaugment_only_on_supervised_batches(small_cfg, tmp_path):
-    tr = _trainer(small_cfg, tmp_path, ["method=just"])
+class _Tap:
+    """A batch stream that keeps a copy of the features of every batch it hands out."""
+
+    def __init__(self, stream):
+        self.stream, self.feats = stream, []
+
+    def __next__(self):
+        batch = next(self.stream)
+        self.feats.append(batch.feats.clone())
+        return batch
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@pytest.mark.parametrize("method,keys", [("just", []), ("bljust", ["method.explore=0"])])
+def test_specaugment_only_on_supervised_batches(small_cfg, tmp_path, method, keys):
+    tr = _trainer(small_cfg, tmp_path, [f"method={method}", *keys])
     spy = tr.ctx.specaug = _Spy(tr.ctx.specaug)
+    labelled, unlabelled = _Tap(tr.ctx.labelled), _Tap(tr.ctx.unlabelled())
+    tr.ctx.labelled, tr.ctx.unlabelled = labelled, lambda: unlabelled
     out = tr.method.step(0).record()
     assert len(spy.calls) == 1  # the labelled batch only; the unlabelled one is masked by L_u itself
     assert {"loss_sup", "loss_unsup", "mask_fraction", "code_perplexity"} <= set(out)
+    # which batch: exactly the labelled batch's features, never the unlabelled one's
+    assert len(labelled.feats) == len(unlabelled.feats) == 1
+    assert torch.equal(spy.inputs[0], labelled.feats[0])
+    assert not any(x.shape == spy.inputs[0].shape and torch.equal(x, spy.inputs[0]) for x in unlabelled.feats)
 
 
 def test_ptft_stages(small_cfg, tmp_path):

@@ -181,10 +181,11 @@ MONITOR_RUN = ["method=supervised", "train.max_steps=4", "train.log_every=4", "t
 
 @pytest.mark.train
 def test_trainer_logs_monitors_and_their_cost(small_cfg, tmp_path):
-    from bljust.train import Trainer
+    from bljust.tracking.checkpoint import load_checkpoint
     from bljust.tracking.metrics import read_metrics
+    from bljust.train import Trainer
 
-    cfg = small_cfg([*MONITOR_RUN, f"run_dir={tmp_path}"])
+    cfg = small_cfg([*MONITOR_RUN, "train.ckpt_every=2", f"run_dir={tmp_path}"])
     Trainer(cfg, tmp_path).run()
     records = {r["step"]: r for r in read_metrics(tmp_path / "metrics.jsonl") if not r.get("final") and "epoch_end" not in r}
     assert "loss_sup" not in records[2] and "loss_sup" in records[4]  # monitor-only record, then merged
@@ -192,6 +193,38 @@ def test_trainer_logs_monitors_and_their_cost(small_cfg, tmp_path):
         assert records[step]["monitor/frames"] > 0 and 1.0 <= records[step]["monitor/rankme"] <= 144
         assert all(math.isfinite(v) for k, v in records[step].items() if k.startswith("monitor"))
     assert records[4]["monitor_seconds_total"] == pytest.approx(records[2]["monitor_seconds"] + records[4]["monitor_seconds"])
+    # The logged values are those of the weights at that step: recomputed from the checkpoints
+    # (prev.pt holds step 2, last.pt step 4) on the probe set the monitor picks, RankMe by
+    # Garrido et al.'s formula on numpy's singular values.
+    recomputed = {}
+    for name in ("prev.pt", "last.pt"):
+        ckpt = load_checkpoint(tmp_path / "checkpoints" / name)
+        recomputed[ckpt["step"]] = _rankme_of_checkpoint(ckpt, cfg)
+    assert sorted(recomputed) == [2, 4]
+    for step in (2, 4):
+        assert records[step]["monitor/rankme"] == pytest.approx(recomputed[step], rel=1e-6, abs=0), step
+    assert abs(recomputed[2] - recomputed[4]) > 1e-3  # the two steps differ, so each match is its own step's
+
+
+def _rankme_of_checkpoint(ckpt: dict, cfg) -> float:
+    """RankMe of a checkpoint's encoder on the run's probe set, with numpy's SVD and the paper's
+    p_k = sigma_k / ||sigma||_1 + 1e-7, exp of the entropy of p."""
+    from bljust.data.dataset import AsrDataset
+    from bljust.data.manifests import load_cuts
+    from bljust.evaluate import load_model
+    from bljust.monitors.embed import embed_frames
+    from bljust.monitors.probe import load_probe
+
+    model, _, cmvn, _ = load_model(ckpt, torch.device("cpu"))
+    m, f = cfg.monitor, cfg.features
+    manifest = Path(cfg.recipe.data_dir) / "manifests" / "unlabelled.jsonl.gz"
+    dataset = AsrDataset(cmvn, None, f.sample_rate, f.num_mel_bins, f.max_utt_seconds)
+    probe = load_probe(select_probe_cuts(load_cuts(manifest), m.probe_hours, m.seed), dataset, m.batch_duration)
+    x = embed_frames(model, probe, m.layer, torch.device("cpu"))
+    x = x[subsample_indices(x.shape[0], m.max_frames, m.seed)].double().numpy()
+    sv = np.linalg.svd(x, compute_uv=False)
+    p = sv / sv.sum() + 1e-7
+    return float(np.exp(-(p * np.log(p)).sum()))
 
 
 @pytest.mark.train

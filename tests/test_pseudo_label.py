@@ -3,11 +3,13 @@ pass, the slimIPL step schedule, offline teacher labelling, and exact resume."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
 from pathlib import Path
 
+import jiwer
 import pytest
 import torch
 
@@ -86,17 +88,40 @@ def test_labelling_pass_is_gradient_free_and_leaves_training_mode_alone():
     model = AsrModel(ModelConfig(num_layers=1, dropout=0.5), vocab_size=6)
     model.train()
     feats, lens = torch.randn(3, 60, 80), torch.tensor([60, 40, 24])
-    tokens_a, conf_a, frames = label_batch(model, feats, lens, "max_posterior")
+    untouched = copy.deepcopy(model)  # the same weights, never asked for labels
+    saved = []  # tensors autograd keeps for a backward pass, while labelling
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        tokens_a, conf_a, frames = label_batch(model, feats, lens, "max_posterior")
+    assert not saved  # no graph was built: nothing stored for a backward
     tokens_b, conf_b, _ = label_batch(model, feats, lens, "max_posterior")
     assert tokens_a == tokens_b and torch.equal(conf_a, conf_b)  # eval mode: dropout (p=0.5) is off
     assert model.training  # restored for the update that follows
     assert not conf_a.requires_grad and all(p.grad is None for p in model.parameters())
     assert frames.tolist() == [15, 10, 6]  # subsampled by 4: what the CTC alignment check uses
+    # weights and buffers (normalisation statistics) are as before labelling
+    assert all(torch.equal(v, untouched.state_dict()[k]) for k, v in model.state_dict().items())
     # The labels are constants to the update: its gradient is the plain CTC gradient.
     logits, out_lens = model(feats, lens)
     loss = logits.sum()
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    # labelling between a backward and the optimiser step leaves the gradients exactly as they are
+    before = [p.grad.clone() for p in model.parameters()]
+    assert label_batch(model, feats, lens, "max_posterior")[0] == tokens_a
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), before))
+    # ... equal to that of a model that never labelled: the labelling pass left no gradient behind.
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        torch.manual_seed(1)
+        logits, _ = model(feats, lens)
+    assert saved  # the hook sees an ordinary forward's graph: its silence above means something
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(2)
+    model(feats, lens)[0].sum().backward()
+    torch.manual_seed(2)
+    untouched(feats, lens)[0].sum().backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    for name, p in untouched.named_parameters():
+        assert torch.equal(grads[name], p.grad), name
 
 
 def _trainer(small_cfg, run: Path, overrides, chatty: bool = False):
@@ -111,6 +136,54 @@ def _trainer(small_cfg, run: Path, overrides, chatty: bool = False):
     return tr
 
 
+class _LabelRecorder:
+    """Wraps the method's labelling of a batch and recomputes, outside the package, what it must
+    find: greedy CTC (argmax, merge repeats, drop blank 0) of the model in eval mode, kept when
+    non-empty, alignable in its frames and at least `confidence_threshold` confident, paired with
+    the hidden transcript read straight from the corpus's *.trans.txt files."""
+
+    def __init__(self, tr):
+        self.tr, self.steps = tr, []
+        refs = {}
+        for trans in (Path(tr.cfg.recipe.corpus_dir) / "unlabelled").rglob("*.trans.txt"):
+            refs.update(line.split(" ", 1) for line in trans.read_text().splitlines())
+        self.refs, self.real = refs, tr.method._label
+        tr.method._label = self
+
+    def labels(self, host) -> list[tuple[str, list[int], float, int]]:
+        """(id, greedy tokens, mean max posterior, frames) per utterance of a batch."""
+        model = self.tr.model
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            logits, lens = model(host.feats, host.feat_lens)
+        model.train(was_training)
+        out = []
+        for u, frames, n in zip(host.ids, logits.float().log_softmax(-1), lens.tolist()):
+            best = frames[:n].max(-1)
+            tokens = [t for t in torch.unique_consecutive(best.indices).tolist() if t != 0]
+            out.append((u, tokens, float(best.values.exp().mean()), n))
+        return out
+
+    def __call__(self, host):
+        if len(host) == 0:  # nothing labelled, nothing counted
+            return self.real(host)
+        kept, threshold = [], self.tr.method.cfg.confidence_threshold
+        for u, tokens, confidence, frames in self.labels(host):
+            repeats = sum(a == b for a, b in zip(tokens, tokens[1:]))
+            if tokens and len(tokens) + repeats <= frames and confidence >= threshold:
+                kept.append((self.refs[u], self.tr.tokenizer.decode(tokens)))
+        self.steps[-1].append({"labelled": len(host), "kept": kept})
+        return self.real(host)
+
+    def expected(self, passes: list[dict]) -> dict[str, float]:
+        """The kept fraction and the kept labels' WER/CER (jiwer) over some labelling passes."""
+        kept = [pair for p in passes for pair in p["kept"]]
+        refs, hyps = [r for r, _ in kept], [h for _, h in kept]
+        return {"pl_kept_fraction": len(kept) / sum(p["labelled"] for p in passes),
+                "pl_wer": 100 * jiwer.wer(refs, hyps), "pl_cer": 100 * jiwer.cer(refs, hyps)}
+
+
 SLIM = ["model.num_layers=1", "train.max_duration=20", "method.start_step=2", "method.sup_updates=1", "method.pl_updates=1", "method.cache_size=2",
         "method.replace_prob=0.5", "train.log_every=1", "train.eval_every=100", "eval.max_dev_utts=4"]
 
@@ -120,7 +193,11 @@ def test_slimipl_warms_up_fills_the_cache_then_trains_on_it(small_cfg, tmp_path)
     tr = _trainer(small_cfg, tmp_path, [*SLIM, "method.pl_dropout=0.3", "train.max_steps=10"], chatty=True)
     dropouts = lambda: {m.p for m in tr.model.modules() if isinstance(m, torch.nn.Dropout)}
     assert dropouts() == {0.1}
-    outs = [tr.method.step(s).record() for s in range(8)]
+    expected = _LabelRecorder(tr)
+    outs = []
+    for s in range(8):
+        expected.steps.append([])
+        outs.append(tr.method.step(s).record())
     assert [("loss_sup" in o, "pl_filling" in o, "loss_pl" in o) for o in outs] == [
         (True, False, False), (True, False, False),  # warm-up
         (True, False, False), (False, True, False),  # cycle: supervised, then a filling slot
@@ -134,12 +211,42 @@ def test_slimipl_warms_up_fills_the_cache_then_trains_on_it(small_cfg, tmp_path)
     labelled = [o for o in outs if "pl_kept_fraction" in o]
     assert labelled and all(0 <= o["pl_kept_fraction"] <= 1 for o in labelled)
     assert any("pl_wer" in o and o["pl_wer"] >= 0 for o in labelled)
+    # each log step (every step here) reports that step's labelling passes, recomputed outside
+    assert [i for i, o in enumerate(outs) if "pl_kept_fraction" in o] == [i for i, p in enumerate(expected.steps) if p]
+    for out, passes in zip(outs, expected.steps):
+        if passes:
+            want = expected.expected(passes)
+            assert {k: out[k] for k in want} == pytest.approx(want)
     entry = tr.method.cache.entries[0]
     batch = tr.method._cached_batch(entry)
     labels = entry.labels()
     assert all(b is None for b in batch.texts)  # nothing of the hidden transcript reaches training
     for i, u in enumerate(batch.ids):
         assert torch.equal(batch.tokens[i, : batch.token_lens[i]], labels[u])
+
+
+@pytest.mark.train
+def test_labels_below_the_confidence_threshold_are_dropped_and_counted(small_cfg, tmp_path):
+    """A model whose labels differ in confidence, the threshold at their median: the logged kept
+    fraction, drop counts and WER/CER of the kept labels are what an outside count gives."""
+    # ~7 utterances a batch: enough to split by confidence
+    tr = _trainer(small_cfg, tmp_path, [*SLIM, "train.max_duration=60", "train.num_buckets=2"])
+    with torch.no_grad():
+        tr.model.ctc_head.bias[tr.tokenizer.encode("E")[-1]] += 4.0  # some frames say E, not all
+    recorder = _LabelRecorder(tr)
+    host = next(tr.ctx.unlabelled())
+    confidences = sorted(c for _, tokens, c, _ in recorder.labels(host) if tokens)
+    assert len(host) >= 4 and len(set(confidences)) >= 4, "labels too alike to split by confidence"
+    tr.method.cfg.confidence_threshold = confidences[len(confidences) // 2]
+    recorder.steps.append([])
+    tr.method._label(host)
+    out = tr.method._log_stats()
+    want = recorder.expected(recorder.steps[0])
+    assert {k: out[k] for k in want} == pytest.approx(want)
+    assert 0 < out["pl_kept_fraction"] < 1  # some kept, some dropped: the count is tested both ways
+    empty = sum(not tokens for _, tokens, _, _ in recorder.labels(host))
+    below = sum(bool(tokens) and c < tr.method.cfg.confidence_threshold for _, tokens, c, _ in recorder.labels(host))
+    assert (out["pl_dropped_empty"], out["pl_dropped_low_confidence"]) == (empty, below) and below > 0
 
 
 @pytest.mark.e2e

@@ -14,52 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from bljust.data.manifests import ManifestError, cut_text, load_cuts, scan_librispeech
+from conftest import FINETUNING_10H, LIBRISPEECH, libri_overrides
+
+from bljust.data.manifests import ManifestError, cut_text, load_cuts
 from bljust.errors import UserError
-
-FINETUNING_10H = [f"1h/{fold}/{kind}" for fold in range(6) for kind in ("clean", "other")] + ["9h/clean", "9h/other"]
-LIBRISPEECH = ["train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other", "test-clean",
-               "test-other"]
-DEMO_SOURCE = {"1h": "train", "9h": "train", "train": "unlabelled", "dev": "dev", "test": "test"}
-
-
-def _write_chapter(folder: Path, spk: int, chap: int, utts: list[tuple[Path, str]]) -> list[str]:
-    d = folder / str(spk) / str(chap)
-    d.mkdir(parents=True)
-    ids = [f"{spk}-{chap}-{i:04d}" for i in range(len(utts))]
-    for utt_id, (flac, _) in zip(ids, utts):
-        shutil.copy(flac, d / f"{utt_id}.flac")
-    (d / f"{spk}-{chap}.trans.txt").write_text("".join(f"{u} {t}\n" for u, (_, t) in zip(ids, utts)))
-    return ids
-
-
-@pytest.fixture(scope="module")
-def mini_libri(tmp_path_factory, demo_root) -> tuple[Path, dict[str, list[str]]]:
-    """A miniature LibriSpeech + librispeech_finetuning tree; returns (root, folder -> utterance ids)."""
-    root = tmp_path_factory.mktemp("libri")
-    pools = {split: iter([(Path(c.recording.sources[0].source), cut_text(c))
-                          for c in scan_librispeech(demo_root / "corpus" / split, labelled=True)])
-             for split in set(DEMO_SOURCE.values())}
-    expected, spk = {}, 100
-    for folder in FINETUNING_10H:
-        n = 2 if folder.startswith("9h") else 1
-        pool = pools[DEMO_SOURCE[folder.split("/")[0]]]
-        spk += 1
-        expected[folder] = _write_chapter(root / "librispeech_finetuning" / folder, spk, spk * 10,
-                                          [next(pool) for _ in range(n)])
-    for folder in LIBRISPEECH:
-        pool = pools[DEMO_SOURCE[folder.split("-")[0]]]
-        spk += 1
-        expected[folder] = _write_chapter(root / "LibriSpeech" / folder, spk, spk * 10, [next(pool) for _ in range(2)])
-    return root, expected
-
-
-def libri_overrides(root: Path, recipe: str = "librispeech_10h") -> list[str]:
-    labelled_dir = [] if recipe == "librispeech_100h" else [f"recipe.labelled_dir={root}/librispeech_finetuning"]
-    return [f"recipe={recipe}", "model=tiny", f"recipe.corpus_dir={root}/LibriSpeech", *labelled_dir,
-            f"recipe.data_dir={root}/prepared_{recipe}", "train.max_duration=40", "train.num_workers=0",
-            "optim.warmup_steps=2", "train.log_every=1"]
-
 
 def ids(path: Path) -> list[str]:
     return [c.id for c in load_cuts(path)]
