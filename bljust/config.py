@@ -73,6 +73,9 @@ class FeatureConfig:
     sample_rate: int = 16000
     num_mel_bins: int = 80
     max_utt_seconds: float = 30.0  # longer utterances are skipped and counted
+    # audio recorded below sample_rate (8 kHz telephone audio): upsample (counted by prepare) | refuse
+    # (skipped and counted as low_sample_rate)
+    low_rate: str = "upsample"
 
 
 @dataclass

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from bljust.data.audio import BadAudio, read_audio
+from bljust.data.audio import BadAudio, lowest_rate, read_audio
 from bljust.data.features import Cmvn, fbank
 from bljust.data.manifests import cut_text, load_cuts
 from bljust.data.skips import SkipLog, check_bad_fraction
@@ -97,6 +98,14 @@ def _cmvn(cuts, sample_rate: int, num_mel_bins: int, skips: SkipLog) -> Cmvn:
     return Cmvn.from_features(chunks)
 
 
+def upsample_summary(upsampled: dict[str, Counter], sample_rate: int) -> str:
+    """One line: how many utterances of each split are read upsampled, and from which rates."""
+    rates = sorted(set().union(*upsampled.values()))
+    per_split = ", ".join(f"{name} {sum(c.values())}" for name, c in upsampled.items() if c)
+    return (f"prepare: {sum(sum(c.values()) for c in upsampled.values())} utterances recorded below {sample_rate} Hz "
+            f"({', '.join(f'{r} Hz' for r in rates)}) are upsampled ({per_split}); features.low_rate=refuse skips them")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`, or {} if the file is torn or not an object."""
     try:
@@ -122,11 +131,15 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     normalize = normalizer_from_config(cfg.text)
     (out.data_dir / "manifests").mkdir(parents=True, exist_ok=True)
     max_s = cfg.features.max_utt_seconds
+    min_rate = lowest_rate(cfg.features.sample_rate, cfg.features.low_rate)
     skips: dict[str, SkipLog] = {}
+    upsampled: dict[str, Counter] = {}
 
     def build(role: str, entries: list[str], path: Path, name: str) -> None:
         log_ = skips.setdefault(name, SkipLog())
-        cuts = load_split(cfg.recipe, role, entries, log_, max_s, normalize)
+        cuts = load_split(cfg.recipe, role, entries, log_, max_s, normalize, min_rate)
+        upsampled[name] = Counter(c.recording.sampling_rate for c in cuts
+                                  if c.recording.sampling_rate < cfg.features.sample_rate)
         check_bad_fraction(f"{name} data ({', '.join(entries)})", log_, len(cuts), cfg.train.max_bad_fraction)
         cuts.to_file(path)
         hours = sum(c.duration for c in cuts) / 3600
@@ -138,6 +151,8 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     for role in ("dev", "test"):
         for entry in cfg.recipe[role]:
             build(role, [entry], out.eval_splits[split_name(entry)], split_name(entry))
+    if any(upsampled.values()):
+        log(upsample_summary(upsampled, cfg.features.sample_rate), flush=True)
 
     labelled = load_cuts(out.labelled)
     texts = [cut_text(c) for c in labelled]
@@ -149,7 +164,8 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     log(f"prepare: CMVN statistics -> {out.cmvn}", flush=True)
     # Written last and renamed into place: a prepare killed half-way is redone, never trusted.
     tmp = sig_path.with_name(f".{sig_path.name}.tmp")
-    tmp.write_text(json.dumps({"signature": signature, "skipped": {k: v.as_dict() for k, v in skips.items()}}, indent=1))
+    tmp.write_text(json.dumps({"signature": signature, "skipped": {k: v.as_dict() for k, v in skips.items()},
+                               "upsampled": {k: sum(v.values()) for k, v in upsampled.items()}}, indent=1))
     tmp.replace(sig_path)
     return out
 
