@@ -2,9 +2,11 @@
 
     python -m bljust.evaluate ckpt=runs/demo/supervised/seed0/checkpoints/best.pt split=test
     python -m bljust.evaluate ckpt=PATH data=/path/to/LibriSpeech/dev-clean   (or a CutSet manifest)
+    python -m bljust.evaluate ckpt=PATH split=test decode=beam lm=lm/3gram.arpa lm_weight=1.5 word_score=1
 
 Prints WER and CER and writes `<split>.hyp.txt` and `wer.json` beside the checkpoint's run
-(or to out=DIR).
+(or to out=DIR). Beam search with an LM scores under `<split>+lm` (`<split>+lm.hyp.txt`), next
+to the greedy `<split>` entry in the same wer.json.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import torch
 from lhotse import CutSet
@@ -21,27 +23,53 @@ from bljust.data.dataset import AsrDataset, eval_batches, scoring_view
 from bljust.data.features import Cmvn
 from bljust.data.manifests import ManifestError, load_cuts
 from bljust.data.tokenizer import Tokenizer
+from bljust.decoding.options import DECODE_KEYS, DecodeOptions, Decoder, greedy_decoder, make_decoder
 from bljust.models.asr import AsrModel
-from bljust.objectives.ctc import greedy_decode
 from bljust.scoring import error_rates
 
+KEYS = {
+    "ckpt": "checkpoint to score (required)",
+    "split": "a dev/test split of the checkpoint's recipe, e.g. test (or data=)",
+    "data": "labelled data: a LibriSpeech-layout folder, an audio,text table or a CutSet (or split=)",
+    "out": "folder for <split>.hyp.txt and wer.json (default: the run's eval/)",
+    "device": "cpu | cuda (default: cuda when available)",
+    **DECODE_KEYS,
+}
 
-@torch.no_grad()
-def transcribe_cuts(model: AsrModel, cuts: CutSet, dataset: AsrDataset, tokenizer: Tokenizer,
-                    device: torch.device, max_duration: float = 300.0) -> list[tuple[str, str | None, str]]:
-    """(id, reference or None, hypothesis) for every cut with readable audio, in manifest order;
-    references are kept even when the tokenizer cannot spell them (they then count as errors)."""
+
+Emissions = tuple[list[str], list[str | None], torch.Tensor, torch.Tensor]
+
+
+def emissions(model: AsrModel, cuts: CutSet, dataset: AsrDataset, device: torch.device,
+              max_duration: float = 300.0) -> Iterator[Emissions]:
+    """(ids, references, logits (B, T', V) on the CPU, lengths (B,)) per batch of readable cuts,
+    in manifest order. A list of them can be decoded many ways (tuning an LM on dev)."""
     was_training = model.training
     model.eval()
-    out = []
-    for batch in eval_batches(cuts, scoring_view(dataset), max_duration):
-        if len(batch) == 0:
-            continue
-        logits, lens = model(batch.feats.to(device), batch.feat_lens.to(device))
-        for utt, ref, ids in zip(batch.ids, batch.texts, greedy_decode(logits.float(), lens)):
-            out.append((utt, ref, tokenizer.decode(ids)))
-    model.train(was_training)
-    return out
+    try:
+        for batch in eval_batches(cuts, scoring_view(dataset), max_duration):
+            if len(batch) == 0:
+                continue
+            with torch.no_grad():
+                logits, lens = model(batch.feats.to(device), batch.feat_lens.to(device))
+            yield batch.ids, batch.texts, logits.float().cpu(), lens.cpu()
+    finally:
+        model.train(was_training)
+
+
+def decode_all(batches: Iterable[Emissions], decoder: Decoder) -> list[tuple[str, str | None, str]]:
+    """(id, reference or None, hypothesis) for every utterance of `emissions`' batches."""
+    return [(u, r, h) for ids, refs, logits, lens in batches for u, r, h in zip(ids, refs, decoder(logits, lens))]
+
+
+def transcribe_cuts(model: AsrModel, cuts: CutSet, dataset: AsrDataset, tokenizer: Tokenizer,
+                    device: torch.device, max_duration: float = 300.0,
+                    decoder: Decoder | None = None) -> list[tuple[str, str | None, str]]:
+    """(id, reference or None, hypothesis) for every cut with readable audio, in manifest order;
+    references are kept even when the tokenizer cannot spell them (they then count as errors).
+    Greedy decoding unless `decoder` is given (bljust.decoding.options.make_decoder)."""
+    batches = emissions(model, cuts, dataset, device, max_duration)
+    return decode_all(batches, decoder or greedy_decoder(tokenizer))
 
 
 def score(results: list[tuple[str, str | None, str]]) -> dict[str, float]:
@@ -69,9 +97,10 @@ def load_model(ckpt: dict[str, Any], device: torch.device) -> tuple[AsrModel, To
     return model.to(device).eval(), tokenizer, Cmvn.from_state_dict(ckpt["cmvn"]), cfg
 
 
-def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None) -> CutSet:
+def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None, min_rate: int = 0) -> CutSet:
     """Labelled cuts from a LibriSpeech-layout folder, a plain audio,text table, or a CutSet, their
-    references normalised as the checkpoint's training transcripts were (`text_cfg`)."""
+    references normalised as the checkpoint's training transcripts were (`text_cfg`); audio below
+    `min_rate` Hz is skipped (0: any rate)."""
     from bljust.data.skips import SkipLog
     from bljust.data.sources import load_entry
     from bljust.data.text import normalizer_from_config
@@ -80,45 +109,74 @@ def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None) -> Cut
     if not path.exists():
         raise ManifestError(f"data={path}: not found")
     skips = SkipLog()
-    cuts = load_entry(path, True, skips, max_seconds, normalizer_from_config(text_cfg))
+    cuts = load_entry(path, True, skips, max_seconds, normalizer_from_config(text_cfg), min_rate)
     if skips.total:
         print(f"{path}: {skips.summary()}", file=sys.stderr)
     return cuts
 
 
-def main(argv: list[str] | None = None) -> None:
-    from bljust.cli import fail, parse_kv
-    from bljust.errors import UserError
+def eval_dataset(cfg: dict, cmvn: Cmvn, tokenizer: Tokenizer) -> AsrDataset:
+    """The feature pipeline a checkpoint was trained with (features.low_rate: older checkpoints
+    have none and upsample)."""
+    feat = cfg["features"]
+    return AsrDataset(cmvn, tokenizer, feat["sample_rate"], feat["num_mel_bins"], feat["max_utt_seconds"],
+                      low_rate=feat.get("low_rate", "upsample"))
+
+
+def split_cuts(cfg: dict, split: str | None, data: str | None) -> tuple[CutSet, str]:
+    """The cuts to score and their name: a prepared split of the checkpoint's recipe, or `data`."""
+    from bljust.data.audio import lowest_rate
+
+    if split is not None:
+        path = Path(cfg["recipe"]["data_dir"]) / "manifests" / f"eval_{split}.jsonl.gz"
+        if not path.is_file():
+            raise ManifestError(f"split={split}: no prepared manifest {path}")
+        return load_cuts(path), split
+    feat = cfg["features"]
+    min_rate = lowest_rate(feat["sample_rate"], feat.get("low_rate", "upsample"))
+    return data_cuts(data, feat["max_utt_seconds"], cfg.get("text"), min_rate), Path(data).name.split(".")[0]
+
+
+def evaluate(ckpt: str | Path, split: str | None = None, data: str | None = None, out: str | Path | None = None,
+             device: str | None = None, opts: DecodeOptions | None = None) -> tuple[str, dict[str, float]]:
+    """Score checkpoint `ckpt` on `split` (or `data`) with the decoding `opts` (greedy by default).
+
+    Adds the rates to `out`/wer.json under `<name><opts.label>` (e.g. `test`, `test+lm`) and writes
+    that name's hyp file beside it; returns (that name, rates). `out` defaults to the run's eval/.
+    """
     from bljust.tracking.checkpoint import load_checkpoint
 
+    opts = opts or DecodeOptions()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, tokenizer, cmvn, cfg = load_model(load_checkpoint(str(ckpt)), dev)
+    decoder = make_decoder(tokenizer, opts)  # before the forward passes: a bad LM fails at once
+    cuts, name = split_cuts(cfg, split, data)
+    results = transcribe_cuts(model, cuts, eval_dataset(cfg, cmvn, tokenizer), tokenizer, dev, decoder=decoder)
+    if not results:
+        raise ManifestError(f"{name}: no usable utterance to score")
+    rates = score(results)
+    name += opts.label
+    out = Path(out) if out is not None else Path(ckpt).resolve().parent.parent / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    write_hyps(results, out / f"{name}.hyp.txt")
+    wer_path = out / "wer.json"
+    table = json.loads(wer_path.read_text()) if wer_path.is_file() else {}
+    table[name] = rates
+    wer_path.write_text(json.dumps(table, indent=1))
+    return name, rates
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bljust.cli import fail, parse_command
+    from bljust.errors import UserError
+
     try:
-        kv, rest = parse_kv(sys.argv[1:] if argv is None else argv, {"ckpt", "split", "data", "out", "device"})
+        kv, rest = parse_command(sys.argv[1:] if argv is None else argv, __doc__, KEYS)
         if "ckpt" not in kv or ("split" in kv) == ("data" in kv):
-            raise UserError("usage: python -m bljust.evaluate ckpt=PATH (split=NAME | data=PATH) [out=DIR]")
-        device = torch.device(kv.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
-        ckpt = load_checkpoint(kv["ckpt"])
-        model, tokenizer, cmvn, cfg = load_model(ckpt, device)
-        feat = cfg["features"]
-        dataset = AsrDataset(cmvn, tokenizer, feat["sample_rate"], feat["num_mel_bins"], feat["max_utt_seconds"])
-        if "split" in kv:
-            path = Path(cfg["recipe"]["data_dir"]) / "manifests" / f"eval_{kv['split']}.jsonl.gz"
-            if not path.is_file():
-                raise ManifestError(f"split={kv['split']}: no prepared manifest {path}")
-            cuts, name = load_cuts(path), kv["split"]
-        else:
-            cuts = data_cuts(kv["data"], feat["max_utt_seconds"], cfg.get("text"))
-            name = Path(kv["data"]).name.split(".")[0]
-        results = transcribe_cuts(model, cuts, dataset, tokenizer, device)
-        if not results:
-            raise ManifestError(f"{name}: no usable utterance to score")
-        rates = score(results)
-        out = Path(kv.get("out", Path(kv["ckpt"]).resolve().parent.parent / "eval"))
-        out.mkdir(parents=True, exist_ok=True)
-        write_hyps(results, out / f"{name}.hyp.txt")
-        wer_path = out / "wer.json"
-        table = json.loads(wer_path.read_text()) if wer_path.is_file() else {}
-        table[name] = rates
-        wer_path.write_text(json.dumps(table, indent=1))
+            raise UserError("usage: python -m bljust.evaluate ckpt=PATH (split=NAME | data=PATH) [out=DIR] "
+                            "[decode=beam lm=PATH ...] (--help for the keys)")
+        name, rates = evaluate(kv["ckpt"], kv.get("split"), kv.get("data"), kv.get("out"), kv.get("device"),
+                               DecodeOptions.from_kv(kv))
         print(f"{name}: WER {rates['wer']:.2f} %  CER {rates['cer']:.2f} %  ({rates['utterances']} utterances)")
     except UserError as err:
         fail(err)

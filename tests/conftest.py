@@ -54,3 +54,22 @@ def compose(root: Path, overrides: list[str]):
 def small_cfg(demo_root):
     """A factory: small_cfg(overrides) -> composed config on the prepared small corpus."""
     return lambda overrides=(): compose(demo_root, list(overrides))
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(demo_root, tmp_path_factory) -> Path:
+    """A real checkpoint of a seeded tiny model (two training steps) with a seeded random CTC head
+    of large weights: its outputs are varied, each frame with a clear winner, instead of the
+    all-blank start. For tests that compare decoders or runtimes on the same logits, not accuracy."""
+    from bljust.tracking.checkpoint import load_checkpoint, save_atomic
+    from bljust.train import Trainer
+
+    run = tmp_path_factory.mktemp("small_ckpt")
+    cfg = compose(demo_root, ["train.max_steps=2", "monitor.enabled=false", f"run_dir={run}"])
+    Trainer(cfg, run).run()
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    weight = ckpt["model"]["ctc_head.weight"]
+    ckpt["model"]["ctc_head.weight"] = torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * 0.5
+    ckpt["model"]["ctc_head.bias"] = torch.zeros_like(ckpt["model"]["ctc_head.bias"])
+    save_atomic(ckpt, run / "sharp.pt")
+    return run / "sharp.pt"
