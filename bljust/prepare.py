@@ -170,11 +170,30 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    from bljust.cli import compose_config, fail
+PREPARE_SECTIONS = ("recipe", "features", "text", "tokenizer")  # the config prepare's output depends on
 
+
+def print_help() -> None:
+    """Usage, then the keys prepare reads with their defaults (Hydra overrides, as for train)."""
+    from omegaconf import OmegaConf
+
+    from bljust.cli import compose_config, to_yaml
+
+    cfg = compose_config([])
+    print(__doc__.strip())
+    print("\nkeys (Hydra overrides, key=value; recipe=NAME picks conf/recipe/NAME.yaml), with their defaults:\n")
+    print(to_yaml(OmegaConf.create({k: cfg[k] for k in PREPARE_SECTIONS})).rstrip())
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bljust.cli import compose_config, fail, wants_help
+
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        cfg = compose_config(sys.argv[1:] if argv is None else argv)
+        if wants_help(argv):
+            print_help()
+            return
+        cfg = compose_config(argv)
         prepare(cfg)
     except UserError as err:
         fail(err)
