@@ -28,7 +28,7 @@ from bljust.models.asr import AsrModel
 from bljust.scoring import error_rates
 
 KEYS = {
-    "ckpt": "checkpoint to score (required)",
+    "ckpt": "checkpoint to score (required), or a model exported by bljust.export (.onnx, run by onnxruntime)",
     "split": "a dev/test split of the checkpoint's recipe, e.g. test (or data=)",
     "data": "labelled data: a LibriSpeech-layout folder, an audio,text table or a CutSet (or split=)",
     "out": "folder for <split>.hyp.txt and wer.json (default: the run's eval/)",
@@ -97,6 +97,17 @@ def load_model(ckpt: dict[str, Any], device: torch.device) -> tuple[AsrModel, To
     return model.to(device).eval(), tokenizer, Cmvn.from_state_dict(ckpt["cmvn"]), cfg
 
 
+def load_for_inference(path: str | Path, device: torch.device) -> tuple[Any, Tokenizer, Cmvn, dict]:
+    """load_model for a checkpoint (.pt) or an exported model (.onnx, run by onnxruntime on the CPU)."""
+    if Path(path).suffix == ".onnx":
+        from bljust.onnx_runtime import load_onnx
+
+        return load_onnx(path)
+    from bljust.tracking.checkpoint import load_checkpoint
+
+    return load_model(load_checkpoint(str(path)), device)
+
+
 def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None, min_rate: int = 0) -> CutSet:
     """Labelled cuts from a LibriSpeech-layout folder, a plain audio,text table, or a CutSet, their
     references normalised as the checkpoint's training transcripts were (`text_cfg`); audio below
@@ -139,16 +150,15 @@ def split_cuts(cfg: dict, split: str | None, data: str | None) -> tuple[CutSet, 
 
 def evaluate(ckpt: str | Path, split: str | None = None, data: str | None = None, out: str | Path | None = None,
              device: str | None = None, opts: DecodeOptions | None = None) -> tuple[str, dict[str, float]]:
-    """Score checkpoint `ckpt` on `split` (or `data`) with the decoding `opts` (greedy by default).
+    """Score checkpoint `ckpt` (or an exported .onnx model) on `split` (or `data`) with the
+    decoding `opts` (greedy by default).
 
     Adds the rates to `out`/wer.json under `<name><opts.label>` (e.g. `test`, `test+lm`) and writes
     that name's hyp file beside it; returns (that name, rates). `out` defaults to the run's eval/.
     """
-    from bljust.tracking.checkpoint import load_checkpoint
-
     opts = opts or DecodeOptions()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, tokenizer, cmvn, cfg = load_model(load_checkpoint(str(ckpt)), dev)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() and Path(ckpt).suffix != ".onnx" else "cpu"))
+    model, tokenizer, cmvn, cfg = load_for_inference(ckpt, dev)
     decoder = make_decoder(tokenizer, opts)  # before the forward passes: a bad LM fails at once
     cuts, name = split_cuts(cfg, split, data)
     results = transcribe_cuts(model, cuts, eval_dataset(cfg, cmvn, tokenizer), tokenizer, dev, decoder=decoder)

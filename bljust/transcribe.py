@@ -1,6 +1,7 @@
 """Audio files in, text out: python -m bljust.transcribe ckpt=PATH FILE [FILE ...]
 
     python -m bljust.transcribe ckpt=PATH a.flac b.wav
+    python -m bljust.transcribe ckpt=model.onnx a.flac      (exported by python -m bljust.export)
     python -m bljust.transcribe ckpt=PATH decode=beam lm=lm/3gram.arpa lm_weight=1.5 word_score=1 a.flac
 
 Prints one 'FILE<TAB>TEXT' line per file, in the order given. A file that cannot be read prints
@@ -19,10 +20,11 @@ from bljust.data.audio import BadAudio, read_audio
 from bljust.data.dataset import pad_batch
 from bljust.data.features import Cmvn, fbank
 from bljust.decoding.options import DECODE_KEYS, DecodeOptions, make_decoder
-from bljust.evaluate import load_model
+from bljust.evaluate import load_for_inference
 
 KEYS = {
-    "ckpt": "checkpoint to transcribe with (required); the files follow as plain arguments",
+    "ckpt": "checkpoint (required), or a model exported by bljust.export (.onnx, run by onnxruntime); "
+            "the files follow as plain arguments",
     "device": "cpu | cuda (default: cuda when available)",
     **DECODE_KEYS,
 }
@@ -36,10 +38,10 @@ def file_features(path: str, cfg: dict, cmvn: Cmvn) -> torch.Tensor:
 
 
 @torch.no_grad()
-def transcribe_files(ckpt: dict, files: list[str], device: torch.device,
+def transcribe_files(ckpt: str, files: list[str], device: torch.device,
                      opts: DecodeOptions | None = None) -> list[tuple[str, str | None, str | None]]:
-    """(file, text or None, error or None) per file."""
-    model, tokenizer, cmvn, cfg = load_model(ckpt, device)
+    """(file, text or None, error or None) per file; `ckpt` a checkpoint or an exported .onnx model."""
+    model, tokenizer, cmvn, cfg = load_for_inference(ckpt, device)
     decode = make_decoder(tokenizer, opts or DecodeOptions())
     out = []
     for path in files:
@@ -57,16 +59,15 @@ def transcribe_files(ckpt: dict, files: list[str], device: torch.device,
 def main(argv: list[str] | None = None) -> None:
     from bljust.cli import fail, parse_command
     from bljust.errors import UserError
-    from bljust.tracking.checkpoint import load_checkpoint
-
     try:
         kv, files = parse_command(sys.argv[1:] if argv is None else argv, __doc__, KEYS)
         if "ckpt" not in kv or not files:
             raise UserError("usage: python -m bljust.transcribe ckpt=PATH [decode=beam lm=PATH ...] FILE [FILE ...]"
                             " (--help for the keys)")
         opts = DecodeOptions.from_kv(kv)
-        device = torch.device(kv.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
-        results = transcribe_files(load_checkpoint(kv["ckpt"]), files, device, opts)
+        onnx = kv["ckpt"].endswith(".onnx")
+        device = torch.device(kv.get("device", "cuda" if torch.cuda.is_available() and not onnx else "cpu"))
+        results = transcribe_files(kv["ckpt"], files, device, opts)
     except UserError as err:
         fail(err)
     failed = False
