@@ -2,18 +2,19 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN      = $(VENV)/bin
-APT_PKGS = espeak-ng fortunes
+APT_PKGS = espeak-ng fortunes irstlm
 ARGS    ?=
 PYTEST   = $(BIN)/python -m pytest -q -p no:cacheprovider
 # The extras the lock resolves: everything the test suite imports (dev), beam search (lm), ONNX (export).
 LOCK_EXTRAS = --extra dev --extra lm --extra export
 UV_VERSION  = 0.13.9
 
-.PHONY: demo test test-fast setup lock system-deps clean
+.PHONY: demo test test-fast gpu-check setup lock system-deps clean
 
-# Debian packages for the demo corpus (espeak-ng speaks real sentences from fortunes).
+# Debian packages for the demo corpus (espeak-ng speaks real sentences from fortunes) and for
+# building its n-gram LM (irstlm: python -m bljust.build_lm).
 system-deps:
-	@if ! command -v espeak-ng >/dev/null || [ ! -d /usr/share/games/fortunes ]; then \
+	@if ! command -v espeak-ng >/dev/null || [ ! -d /usr/share/games/fortunes ] || [ ! -x /usr/lib/irstlm/bin/build-lm.sh ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PKGS); \
 	fi
@@ -52,6 +53,17 @@ test: setup
 # The edit-test loop: unit tests only, nothing that trains (tests marked `train` are left out).
 test-fast: setup
 	$(PYTEST) -m "not train" tests
+
+# On a machine with a CUDA GPU, in under 5 minutes: the tests marked `cuda` (bf16 autocast, the
+# fused AdamW's sync-free skip, max_allocated_mb), then the bf16 MFU of model=large on a small
+# demo corpus of its own (docs/benchmarks.md records the figures).
+GPU_CHECK_DATA = train.num_buckets=2 recipe.demo.train_minutes=10 recipe.demo.unlabelled_minutes=2 recipe.demo.dev_minutes=0.5 \
+  recipe.demo.test_minutes=0.5 recipe.demo.workers=8 recipe.corpus_dir=data/gpu_check/corpus \
+  recipe.data_dir=data/gpu_check/prepared
+gpu-check: setup
+	@$(BIN)/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: no CUDA GPU here')"
+	timeout 300 sh -c '$(PYTEST) -m cuda tests/test_cuda.py && \
+	  $(BIN)/python tools/bench_mfu.py --precision bf16 --rounds 10 model=large train.max_duration=200 $(GPU_CHECK_DATA)'
 
 clean:
 	rm -rf runs outputs multirun .pytest_cache

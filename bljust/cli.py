@@ -48,6 +48,26 @@ def parse_kv(argv: list[str], allowed: set[str]) -> tuple[dict[str, str], list[s
     return kv, rest
 
 
+def wants_help(argv: list[str]) -> bool:
+    return any(arg in ("-h", "--help") for arg in argv)
+
+
+def print_help(doc: str, keys: dict[str, str]) -> None:
+    """A small command's --help: its module docstring, then one line per key."""
+    width = max(map(len, keys), default=0)
+    print(doc.strip() + "\n\nkeys:")
+    for key, text in keys.items():
+        print(f"  {key.ljust(width)}  {text}")
+
+
+def parse_command(argv: list[str], doc: str, keys: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """parse_kv for a command with --help: prints the usage and its keys and exits 0 when asked."""
+    if wants_help(argv):
+        print_help(doc, keys)
+        sys.exit(0)
+    return parse_kv(argv, set(keys))
+
+
 def fail(err: BaseException) -> NoReturn:
     """Print one line to stderr and exit 1: users get the reason, not a traceback."""
     print(f"error: {first_line(err)}", file=sys.stderr)

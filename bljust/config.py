@@ -20,6 +20,11 @@ from bljust.errors import UserError
 
 # Every choice is an Enum, so OmegaConf rejects a wrong value at composition with the key's name
 # and the allowed values. StrEnum members compare equal to their names ("cosine" == Schedule.cosine).
+class LowRate(StrEnum):
+    upsample = "upsample"  # resampled up to features.sample_rate, counted by prepare
+    refuse = "refuse"  # skipped and counted as low_sample_rate
+
+
 class Source(StrEnum):
     demo = "demo"  # synthesised on first use
     librispeech = "librispeech"  # LibriSpeech / Libri-light trees that must exist
@@ -130,6 +135,9 @@ class FeatureConfig:
     sample_rate: int = 16000
     num_mel_bins: int = 80
     max_utt_seconds: float = 30.0  # longer utterances are skipped and counted
+    # audio recorded below sample_rate (8 kHz telephone audio): upsample (counted by prepare) | refuse
+    # (skipped and counted as low_sample_rate)
+    low_rate: LowRate = LowRate.upsample
 
 
 @dataclass

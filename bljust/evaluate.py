@@ -2,9 +2,12 @@
 
     python -m bljust.evaluate ckpt=runs/demo/supervised/seed0/checkpoints/best.pt split=test
     python -m bljust.evaluate ckpt=PATH data=/path/to/LibriSpeech/dev-clean   (or a CutSet manifest)
+    python -m bljust.evaluate ckpt=PATH split=test decode=beam lm=lm/3gram.arpa lm_weight=1.5 word_score=1
 
 Prints WER and CER and writes `hyps/<split>.txt` and `wer.json` beside the checkpoint's run (or
 to out=DIR): the layout of the trainer's own final scores, so a report reads either the same way.
+Beam search with an LM scores under `<split>+lm` (`hyps/<split>+lm.txt`), next to the greedy
+`<split>` entry in the same wer.json.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import torch
 from lhotse import CutSet
@@ -21,28 +24,54 @@ from bljust.data.dataset import AsrDataset, eval_batches, scoring_view
 from bljust.data.features import Cmvn
 from bljust.data.manifests import ManifestError, load_cuts
 from bljust.data.tokenizer import Tokenizer
+from bljust.decoding.options import DECODE_KEYS, DecodeOptions, Decoder, greedy_decoder, make_decoder
 from bljust.models.asr import AsrModel
-from bljust.objectives.ctc import greedy_decode
 from bljust.scoring import error_rates
 from bljust.tracking.disk import write_text_atomic
 
+KEYS = {
+    "ckpt": "checkpoint to score (required), or a model exported by bljust.export (.onnx, run by onnxruntime)",
+    "split": "a dev/test split of the checkpoint's recipe, e.g. test (or data=)",
+    "data": "labelled data: a LibriSpeech-layout folder, an audio,text table or a CutSet (or split=)",
+    "out": "folder for hyps/<split>.txt and wer.json (default: the run's eval/)",
+    "device": "cpu | cuda (default: cuda when available)",
+    **DECODE_KEYS,
+}
 
-@torch.no_grad()
-def transcribe_cuts(model: AsrModel, cuts: CutSet, dataset: AsrDataset, tokenizer: Tokenizer,
-                    device: torch.device, max_duration: float = 300.0) -> list[tuple[str, str | None, str]]:
-    """(id, reference or None, hypothesis) for every cut with readable audio, in manifest order;
-    references are kept even when the tokenizer cannot spell them (they then count as errors)."""
+
+Emissions = tuple[list[str], list[str | None], torch.Tensor, torch.Tensor]
+
+
+def emissions(model: AsrModel, cuts: CutSet, dataset: AsrDataset, device: torch.device,
+              max_duration: float = 300.0) -> Iterator[Emissions]:
+    """(ids, references, logits (B, T', V) on the CPU, lengths (B,)) per batch of readable cuts,
+    in manifest order. A list of them can be decoded many ways (tuning an LM on dev)."""
     was_training = model.training
     model.eval()
-    out = []
-    for batch in eval_batches(cuts, scoring_view(dataset), max_duration):
-        if len(batch) == 0:
-            continue
-        logits, lens = model(batch.feats.to(device), batch.feat_lens.to(device))
-        for utt, ref, ids in zip(batch.ids, batch.texts, greedy_decode(logits.float(), lens)):
-            out.append((utt, ref, tokenizer.decode(ids)))
-    model.train(was_training)
-    return out
+    try:
+        for batch in eval_batches(cuts, scoring_view(dataset), max_duration):
+            if len(batch) == 0:
+                continue
+            with torch.no_grad():
+                logits, lens = model(batch.feats.to(device), batch.feat_lens.to(device))
+            yield batch.ids, batch.texts, logits.float().cpu(), lens.cpu()
+    finally:
+        model.train(was_training)
+
+
+def decode_all(batches: Iterable[Emissions], decoder: Decoder) -> list[tuple[str, str | None, str]]:
+    """(id, reference or None, hypothesis) for every utterance of `emissions`' batches."""
+    return [(u, r, h) for ids, refs, logits, lens in batches for u, r, h in zip(ids, refs, decoder(logits, lens))]
+
+
+def transcribe_cuts(model: AsrModel, cuts: CutSet, dataset: AsrDataset, tokenizer: Tokenizer,
+                    device: torch.device, max_duration: float = 300.0,
+                    decoder: Decoder | None = None) -> list[tuple[str, str | None, str]]:
+    """(id, reference or None, hypothesis) for every cut with readable audio, in manifest order;
+    references are kept even when the tokenizer cannot spell them (they then count as errors).
+    Greedy decoding unless `decoder` is given (bljust.decoding.options.make_decoder)."""
+    batches = emissions(model, cuts, dataset, device, max_duration)
+    return decode_all(batches, decoder or greedy_decoder(tokenizer))
 
 
 def score(results: list[tuple[str, str | None, str]]) -> dict[str, float]:
@@ -72,10 +101,22 @@ def load_model(ckpt: dict[str, Any], device: torch.device) -> tuple[AsrModel, To
     return model.to(device).eval(), tokenizer, Cmvn.from_state_dict(ckpt["cmvn"]), cfg
 
 
+def load_for_inference(path: str | Path, device: torch.device) -> tuple[Any, Tokenizer, Cmvn, dict]:
+    """load_model for a checkpoint (.pt) or an exported model (.onnx, run by onnxruntime on the CPU)."""
+    if Path(path).suffix == ".onnx":
+        from bljust.onnx_runtime import load_onnx
+
+        return load_onnx(path)
+    from bljust.tracking.checkpoint import load_checkpoint
+
+    return load_model(load_checkpoint(str(path)), device)
+
+
 def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None,
-              counts: dict[str, Any] | None = None) -> CutSet:
+              counts: dict[str, Any] | None = None, min_rate: int = 0) -> CutSet:
     """Labelled cuts from a LibriSpeech-layout folder, a plain audio,text table, or a CutSet, their
-    references normalised as the checkpoint's training transcripts were (`text_cfg`).
+    references normalised as the checkpoint's training transcripts were (`text_cfg`); audio below
+    `min_rate` Hz is skipped (0: any rate).
 
     What was left out (utterances by reason, e.g. `digits_in_text`; characters dropped from
     references) is printed and, when `counts` is given, put into it for wer.json.
@@ -88,7 +129,7 @@ def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None,
     if not path.exists():
         raise ManifestError(f"data={path}: not found")
     skips, normalize = SkipLog(), normalizer_from_config(text_cfg)
-    cuts = load_entry(path, True, skips, max_seconds, normalize)
+    cuts = load_entry(path, True, skips, max_seconds, normalize, min_rate)
     if skips.total:
         print(f"{path}: {skips.summary()}", file=sys.stderr)
     if normalize.dropped:
@@ -117,44 +158,74 @@ def prepared_counts(data_dir: Path, split: str) -> dict[str, Any]:
     return left_out(done.get("skipped", {}).get(split, {}), done.get("dropped_characters", {}).get(split, {}))
 
 
+def eval_dataset(cfg: dict, cmvn: Cmvn, tokenizer: Tokenizer) -> AsrDataset:
+    """The feature pipeline a checkpoint was trained with (features.low_rate: older checkpoints
+    have none and upsample)."""
+    feat = cfg["features"]
+    return AsrDataset(cmvn, tokenizer, feat["sample_rate"], feat["num_mel_bins"], feat["max_utt_seconds"],
+                      low_rate=feat.get("low_rate", "upsample"))
+
+
+def split_cuts(cfg: dict, split: str | None, data: str | None,
+               counts: dict[str, Any]) -> tuple[CutSet, str]:
+    """The cuts to score and their name: a prepared split of the checkpoint's recipe, or `data`;
+    what was left out of them goes into `counts`."""
+    from bljust.data.audio import lowest_rate
+
+    if split is not None:
+        path = Path(cfg["recipe"]["data_dir"]) / "manifests" / f"eval_{split}.jsonl.gz"
+        if not path.is_file():
+            raise ManifestError(f"split={split}: no prepared manifest {path}")
+        counts.update(prepared_counts(Path(cfg["recipe"]["data_dir"]), split))
+        return load_cuts(path), split
+    feat = cfg["features"]
+    min_rate = lowest_rate(feat["sample_rate"], feat.get("low_rate", "upsample"))
+    return data_cuts(data, feat["max_utt_seconds"], cfg.get("text"), counts, min_rate), Path(data).name.split(".")[0]
+
+
+def evaluate(ckpt: str | Path, split: str | None = None, data: str | None = None, out: str | Path | None = None,
+             device: str | None = None, opts: DecodeOptions | None = None) -> tuple[str, dict[str, float]]:
+    """Score checkpoint `ckpt` (or an exported .onnx model) on `split` (or `data`) with the
+    decoding `opts` (greedy by default).
+
+    Adds the rates to `out`/wer.json under `<name><opts.label>` (e.g. `test`, `test+lm`) and writes
+    that name's hyp file beside it; returns (that name, rates). `out` defaults to the run's eval/.
+    """
+    opts = opts or DecodeOptions()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() and Path(ckpt).suffix != ".onnx" else "cpu"))
+    model, tokenizer, cmvn, cfg = load_for_inference(ckpt, dev)
+    decoder = make_decoder(tokenizer, opts)  # before the forward passes: a bad LM fails at once
+    counts: dict[str, Any] = {}
+    cuts, name = split_cuts(cfg, split, data, counts)
+    results = transcribe_cuts(model, cuts, eval_dataset(cfg, cmvn, tokenizer), tokenizer, dev, decoder=decoder)
+    if not results:
+        raise ManifestError(f"{name}: no usable utterance to score")
+    rates = {**score(results), **counts}
+    name += opts.label
+    out = Path(out) if out is not None else Path(ckpt).resolve().parent.parent / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    write_hyps(results, out / "hyps" / f"{name}.txt")
+    wer_path = out / "wer.json"
+    table = json.loads(wer_path.read_text()) if wer_path.is_file() else {}
+    table[name] = rates
+    write_text_atomic(wer_path, json.dumps(table, indent=1))
+    return name, rates
+
+
 def main(argv: list[str] | None = None) -> None:
-    from bljust.cli import fail, parse_kv
+    from bljust.cli import fail, parse_command
     from bljust.errors import UserError
-    from bljust.tracking.checkpoint import load_checkpoint
 
     try:
-        kv, rest = parse_kv(sys.argv[1:] if argv is None else argv, {"ckpt", "split", "data", "out", "device"})
+        kv, rest = parse_command(sys.argv[1:] if argv is None else argv, __doc__, KEYS)
         if "ckpt" not in kv or ("split" in kv) == ("data" in kv):
-            raise UserError("usage: python -m bljust.evaluate ckpt=PATH (split=NAME | data=PATH) [out=DIR]")
-        device = torch.device(kv.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
-        ckpt = load_checkpoint(kv["ckpt"])
-        model, tokenizer, cmvn, cfg = load_model(ckpt, device)
-        feat = cfg["features"]
-        dataset = AsrDataset(cmvn, tokenizer, feat["sample_rate"], feat["num_mel_bins"], feat["max_utt_seconds"])
-        if "split" in kv:
-            path = Path(cfg["recipe"]["data_dir"]) / "manifests" / f"eval_{kv['split']}.jsonl.gz"
-            if not path.is_file():
-                raise ManifestError(f"split={kv['split']}: no prepared manifest {path}")
-            cuts, name = load_cuts(path), kv["split"]
-            counts = prepared_counts(Path(cfg["recipe"]["data_dir"]), name)
-        else:
-            counts = {}
-            cuts = data_cuts(kv["data"], feat["max_utt_seconds"], cfg.get("text"), counts)
-            name = Path(kv["data"]).name.split(".")[0]
-        results = transcribe_cuts(model, cuts, dataset, tokenizer, device)
-        if not results:
-            raise ManifestError(f"{name}: no usable utterance to score")
-        rates = {**score(results), **counts}
-        out = Path(kv.get("out", Path(kv["ckpt"]).resolve().parent.parent / "eval"))
-        out.mkdir(parents=True, exist_ok=True)
-        write_hyps(results, out / "hyps" / f"{name}.txt")
-        wer_path = out / "wer.json"
-        table = json.loads(wer_path.read_text()) if wer_path.is_file() else {}
-        table[name] = rates
-        write_text_atomic(wer_path, json.dumps(table, indent=1))
-        skipped = sum(counts.get("skipped", {}).values())
+            raise UserError("usage: python -m bljust.evaluate ckpt=PATH (split=NAME | data=PATH) [out=DIR] "
+                            "[decode=beam lm=PATH ...] (--help for the keys)")
+        name, rates = evaluate(kv["ckpt"], kv.get("split"), kv.get("data"), kv.get("out"), kv.get("device"),
+                               DecodeOptions.from_kv(kv))
+        skipped = sum(rates.get("skipped", {}).values())
         print(f"{name}: WER {rates['wer']:.2f} %  CER {rates['cer']:.2f} %  ({rates['utterances']} utterances"
-              + (f"; {skipped} left out, see {wer_path}" if skipped else "") + ")")
+              + (f"; {skipped} left out, see the wer.json beside its hyps" if skipped else "") + ")")
     except UserError as err:
         fail(err)
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from bljust.data.audio import BadAudio, read_audio
+from bljust.data.audio import BadAudio, lowest_rate, read_audio
 from bljust.data.features import Cmvn, fbank
 from bljust.data.manifests import cut_text, load_cuts
 from bljust.data.skips import SkipLog, check_bad_fraction
@@ -99,6 +100,14 @@ def _cmvn(cuts, sample_rate: int, num_mel_bins: int, skips: SkipLog) -> Cmvn:
     return Cmvn.from_features(chunks)
 
 
+def upsample_summary(upsampled: dict[str, Counter], sample_rate: int) -> str:
+    """One line: how many utterances of each split are read upsampled, and from which rates."""
+    rates = sorted(set().union(*upsampled.values()))
+    per_split = ", ".join(f"{name} {sum(c.values())}" for name, c in upsampled.items() if c)
+    return (f"prepare: {sum(sum(c.values()) for c in upsampled.values())} utterances recorded below {sample_rate} Hz "
+            f"({', '.join(f'{r} Hz' for r in rates)}) are upsampled ({per_split}); features.low_rate=refuse skips them")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`, or {} if the file is torn or not an object."""
     try:
@@ -123,13 +132,17 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     check_sources(cfg.recipe)
     (out.data_dir / "manifests").mkdir(parents=True, exist_ok=True)
     max_s = cfg.features.max_utt_seconds
+    min_rate = lowest_rate(cfg.features.sample_rate, cfg.features.low_rate)
     skips: dict[str, SkipLog] = {}
     texts_of: dict[str, Normalizer] = {}  # per split: the characters its transcripts lost
+    upsampled: dict[str, Counter] = {}
 
     def build(role: str, entries: list[str], path: Path, name: str) -> None:
         log_ = skips.setdefault(name, SkipLog())
         normalize = texts_of.setdefault(name, normalizer_from_config(cfg.text))
-        cuts = load_split(cfg.recipe, role, entries, log_, max_s, normalize)
+        cuts = load_split(cfg.recipe, role, entries, log_, max_s, normalize, min_rate)
+        upsampled[name] = Counter(c.recording.sampling_rate for c in cuts
+                                  if c.recording.sampling_rate < cfg.features.sample_rate)
         check_bad_fraction(f"{name} data ({', '.join(entries)})", log_, len(cuts), cfg.train.max_bad_fraction)
         cuts.to_file(path)
         hours = sum(c.duration for c in cuts) / 3600
@@ -144,6 +157,8 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     dropped = {name: n.summary() for name, n in texts_of.items() if n.dropped}
     if dropped:
         log("prepare: transcripts: " + " | ".join(f"{name}: {line}" for name, line in dropped.items()), flush=True)
+    if any(upsampled.values()):
+        log(upsample_summary(upsampled, cfg.features.sample_rate), flush=True)
 
     labelled = load_cuts(out.labelled)
     texts = [cut_text(c) for c in labelled]
@@ -155,16 +170,36 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     log(f"prepare: CMVN statistics -> {out.cmvn}", flush=True)
     # Written last and renamed into place: a prepare killed half-way is redone, never trusted.
     write_text_atomic(sig_path, json.dumps({"signature": signature, "skipped": {k: v.as_dict() for k, v in skips.items()},
-                                            "dropped_characters": {k: dict(n.dropped) for k, n in texts_of.items()}},
+                                            "dropped_characters": {k: dict(n.dropped) for k, n in texts_of.items()},
+                                            "upsampled": {k: sum(v.values()) for k, v in upsampled.items()}},
                                            indent=1))
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    from bljust.cli import compose_config, fail
+PREPARE_SECTIONS = ("recipe", "features", "text", "tokenizer")  # the config prepare's output depends on
 
+
+def print_help() -> None:
+    """Usage, then the keys prepare reads with their defaults (Hydra overrides, as for train)."""
+    from omegaconf import OmegaConf
+
+    from bljust.cli import compose_config, to_yaml
+
+    cfg = compose_config([])
+    print(__doc__.strip())
+    print("\nkeys (Hydra overrides, key=value; recipe=NAME picks conf/recipe/NAME.yaml), with their defaults:\n")
+    print(to_yaml(OmegaConf.create({k: cfg[k] for k in PREPARE_SECTIONS})).rstrip())
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bljust.cli import compose_config, fail, wants_help
+
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        cfg = compose_config(sys.argv[1:] if argv is None else argv)
+        if wants_help(argv):
+            print_help()
+            return
+        cfg = compose_config(argv)
         prepare(cfg)
     except UserError as err:
         fail(err)

@@ -18,10 +18,14 @@ SMALL = {"train_minutes": 4, "unlabelled_minutes": 2, "dev_minutes": 0.5, "test_
 
 
 def pytest_collection_modifyitems(items):
-    """An end-to-end test trains, so `make test-fast` (-m "not train") leaves it out too."""
+    """An end-to-end test trains, so `make test-fast` (-m "not train") leaves it out too. Tests
+    marked `cuda` skip where no GPU is (`make gpu-check` runs them where one is)."""
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (make gpu-check)")
     for item in items:
         if item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.train)
+        if item.get_closest_marker("cuda") and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
 
 
 @pytest.fixture(autouse=True)
@@ -120,3 +124,22 @@ def libri_overrides(root: Path, recipe: str = "librispeech_10h") -> list[str]:
     return [f"recipe={recipe}", "model=tiny", f"recipe.corpus_dir={root}/LibriSpeech", *labelled_dir,
             f"recipe.data_dir={root}/prepared_{recipe}", "train.max_duration=40", "train.num_workers=0",
             "optim.warmup_steps=2", "train.log_every=1"]
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(demo_root, tmp_path_factory) -> Path:
+    """A real checkpoint of a seeded tiny model (two training steps) with a seeded random CTC head
+    of large weights: its outputs are varied, each frame with a clear winner, instead of the
+    all-blank start. For tests that compare decoders or runtimes on the same logits, not accuracy."""
+    from bljust.tracking.checkpoint import load_checkpoint, save_atomic
+    from bljust.train import Trainer
+
+    run = tmp_path_factory.mktemp("small_ckpt")
+    cfg = compose(demo_root, ["train.max_steps=2", "monitor.enabled=false", f"run_dir={run}"])
+    Trainer(cfg, run).run()
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    weight = ckpt["model"]["ctc_head.weight"]
+    ckpt["model"]["ctc_head.weight"] = torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * 0.5
+    ckpt["model"]["ctc_head.bias"] = torch.zeros_like(ckpt["model"]["ctc_head.bias"])
+    save_atomic(ckpt, run / "sharp.pt")
+    return run / "sharp.pt"

@@ -103,25 +103,26 @@ def test_bad_file_is_skipped_when_manifests_are_built(table, case):
     bad = table.parent / f"u{N_GOOD}.flac"
     make(bad, table.parent / "u0.flac")
     skips = SkipLog()
-    cuts = load_table_manifest(table, skips, sample_rate=16000)
+    cuts = load_table_manifest(table, skips, min_rate=16000)  # features.low_rate=refuse
     assert [c.id for c in cuts] == [f"u{i}" for i in range(N_GOOD)]
     assert skips.as_dict() == {reason: 1} and str(bad) in skips.summary()
 
 
 @pytest.mark.parametrize("case", sorted(READ_CASES))
 def test_bad_file_is_skipped_when_training_reads_it(table, demo_root, case):
-    """The file goes bad after the manifest was written: the batch drops it and says why."""
+    """The file goes bad after the manifest was written: the batch drops it and says why (low
+    rates under features.low_rate=refuse; tests/test_telephone_audio.py has the default)."""
     make, reason = READ_CASES[case]
     cuts = load_table_manifest(table)
     make(table.parent / f"u{N_GOOD}.flac", table.parent / "u0.flac")
     prepared = demo_root / "prepared"
-    ds = AsrDataset(Cmvn.load(prepared / "cmvn.pt"), Tokenizer.load(prepared / "tokenizer.model"))
+    ds = AsrDataset(Cmvn.load(prepared / "cmvn.pt"), Tokenizer.load(prepared / "tokenizer.model"), low_rate="refuse")
     batch = ds[cuts]
     assert batch.ids == [f"u{i}" for i in range(N_GOOD)] and batch.feats.shape[0] == N_GOOD
     assert batch.skips.as_dict() == {reason: 1}
     assert f"u{N_GOOD}.flac" in batch.skips.summary()
     with pytest.raises(BadAudio) as err:
-        read_audio(table.parent / f"u{N_GOOD}.flac", 16000, 30.0)
+        read_audio(table.parent / f"u{N_GOOD}.flac", 16000, 30.0, low_rate="refuse")
     assert err.value.reason == reason and f"u{N_GOOD}.flac" in str(err.value)
 
 

@@ -39,11 +39,12 @@ def test_read_audio_resamples_to_16k(tmp_path, rate):
     assert abs(int(spectrum.argmax()) * 16000 / wave.numel() - 440) < 2
 
 
-def test_read_audio_refuses_a_lower_rate_than_the_model(tmp_path):
-    """8 kHz audio upsampled to 16 kHz has an empty upper band the model never saw: refused, not resampled."""
+def test_read_audio_refuses_a_lower_rate_only_when_told(tmp_path):
+    """features.low_rate=refuse keeps the old behaviour; the default upsampling is in test_telephone_audio.py."""
     sf.write(tmp_path / "a.flac", tone(1.5, 8000), 8000)
     with pytest.raises(BadAudio, match="sample rate 8000 Hz is below the model's 16000 Hz"):
-        read_audio(tmp_path / "a.flac")
+        read_audio(tmp_path / "a.flac", low_rate="refuse")
+    assert abs(read_audio(tmp_path / "a.flac").numel() - 24000) <= 2
 
 
 def test_read_audio_refuses_stereo_and_missing(tmp_path):

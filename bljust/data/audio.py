@@ -10,6 +10,9 @@ import torch
 
 from bljust.data.features import resample
 
+# features.low_rate: what happens to audio recorded below features.sample_rate
+LOW_RATE_CHOICES = ("upsample", "refuse")
+
 
 class BadAudio(ValueError):
     """An audio file that cannot be used; the message names the file and the reason.
@@ -22,27 +25,40 @@ class BadAudio(ValueError):
         self.reason = reason
 
 
-def check_header(path: Path, frames: int, rate: int, channels: int, sample_rate: int,
+def lowest_rate(sample_rate: int, low_rate: str) -> int:
+    """The lowest sample rate accepted under `features.low_rate`: any (0) when low rates are upsampled."""
+    if low_rate not in LOW_RATE_CHOICES:
+        from bljust.config import ConfigError
+
+        raise ConfigError(f"features.low_rate={low_rate!r}: expected one of {', '.join(LOW_RATE_CHOICES)}")
+    return sample_rate if low_rate == "refuse" else 0
+
+
+def check_header(path: Path, frames: int, rate: int, channels: int, min_rate: int,
                   max_seconds: float | None) -> None:
-    """The checks that need only the header, done before any sample is decoded."""
+    """The checks that need only the header, done before any sample is decoded; `min_rate` is
+    the lowest sample rate accepted (0: any, see `lowest_rate`)."""
     if channels != 1:
         raise BadAudio(f"{path}: expected mono audio, got {channels} channels", "multichannel_audio")
-    if rate < sample_rate:
-        raise BadAudio(f"{path}: sample rate {rate} Hz is below the model's {sample_rate} Hz", "low_sample_rate")
+    if rate < min_rate:
+        raise BadAudio(f"{path}: sample rate {rate} Hz is below the model's {min_rate} Hz "
+                       "(features.low_rate=refuse; upsample to accept it)", "low_sample_rate")
     if frames == 0:
         raise BadAudio(f"{path}: zero-length audio", "empty_audio")
     if max_seconds is not None and frames / rate > max_seconds:
         raise BadAudio(f"{path}: {frames / rate:.1f} s is longer than the {max_seconds:.0f} s limit", "too_long_audio")
 
 
-def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None) -> torch.Tensor:
-    """Read a file as a 1-D float32 tensor at `sample_rate`, resampling down if needed.
+def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None,
+               low_rate: str = "upsample") -> torch.Tensor:
+    """Read a file as a 1-D float32 tensor at `sample_rate`, resampling if needed.
 
     Multi-channel audio is refused rather than silently mixed down: a stereo file in a speech
-    corpus usually means a wrong file, and a downmix would hide it. So is audio recorded below
-    `sample_rate`: upsampling leaves the upper band empty, features the model never saw in
-    training (8 kHz telephone audio in a 16 kHz corpus is a data error, not a format detail).
-    Raises BadAudio for missing, unreadable, truncated, multi-channel, low-rate, empty or
+    corpus usually means a wrong file, and a downmix would hide it. Audio recorded below
+    `sample_rate` (8 kHz telephone audio, most of a call centre's data) is upsampled: its mel
+    bins above the recording's Nyquist frequency stay empty, but the speech band is intact.
+    low_rate="refuse" skips such files instead, for corpora where a low rate means a wrong file.
+    Raises BadAudio for missing, unreadable, truncated, multi-channel, refused low-rate, empty or
     over-long files.
     """
     path = Path(path)
@@ -50,7 +66,7 @@ def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
         raise BadAudio(f"{path}: file not found", "missing_audio")
     try:
         with sf.SoundFile(str(path)) as f:
-            check_header(path, f.frames, f.samplerate, f.channels, sample_rate, max_seconds)
+            check_header(path, f.frames, f.samplerate, f.channels, lowest_rate(sample_rate, low_rate), max_seconds)
             expected, rate = f.frames, f.samplerate
             data = f.read(dtype="float32", always_2d=True)
     except BadAudio:

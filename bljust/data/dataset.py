@@ -74,7 +74,8 @@ class AsrDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, cmvn: Cmvn, tokenizer: Tokenizer | None, sample_rate: int = 16000,
-                 num_mel_bins: int = 80, max_seconds: float = 30.0, scoring: bool = False):
+                 num_mel_bins: int = 80, max_seconds: float = 30.0, scoring: bool = False,
+                 low_rate: str = "upsample"):
         self.cmvn = cmvn
         self.tokenizer = tokenizer  # None: unlabelled batches, text never read
         # scoring (with tokenizer=None): read every reference, encodable or not; dropping utterances
@@ -83,6 +84,7 @@ class AsrDataset(torch.utils.data.Dataset):
         self.sample_rate = sample_rate
         self.num_mel_bins = num_mel_bins
         self.max_seconds = max_seconds
+        self.low_rate = low_rate  # features.low_rate; prepare already dropped refused files from the manifests
 
     def __getitem__(self, cuts: CutSet) -> Batch:
         skips = SkipLog()
@@ -97,7 +99,7 @@ class AsrDataset(torch.utils.data.Dataset):
                     skips.add("unknown_characters", cut.id)
                     continue
             try:
-                wave = read_audio(cut.recording.sources[0].source, self.sample_rate, self.max_seconds)
+                wave = read_audio(cut.recording.sources[0].source, self.sample_rate, self.max_seconds, self.low_rate)
             except BadAudio as err:
                 skips.add(err.reason, str(err))
                 continue
@@ -223,7 +225,8 @@ class BatchStream:
 
 def scoring_view(dataset: AsrDataset) -> AsrDataset:
     """The same feature pipeline, keeping every utterance's reference and encoding none."""
-    return AsrDataset(dataset.cmvn, None, dataset.sample_rate, dataset.num_mel_bins, dataset.max_seconds, scoring=True)
+    return AsrDataset(dataset.cmvn, None, dataset.sample_rate, dataset.num_mel_bins, dataset.max_seconds, scoring=True,
+                      low_rate=dataset.low_rate)
 
 
 def eval_batches(cuts: CutSet, dataset: AsrDataset, max_duration: float, num_workers: int = 0) -> DataLoader:

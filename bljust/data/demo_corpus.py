@@ -137,6 +137,17 @@ def partition_sentences(sentences: list[str], spec: DemoCorpusSpec) -> dict[str,
     return pools
 
 
+def lm_sentences(spec: DemoCorpusSpec) -> list[str]:
+    """The demo's LM text: every usable sentence of its source except the dev and test reserves.
+
+    The reserves are one prefix of the shuffled list whose length grows with dev/test minutes, so
+    this also holds out the dev and test sentences of any demo corpus with smaller dev/test splits.
+    """
+    sentences = load_sentences(spec.seed)
+    held_out = sum(len(p) for split, p in partition_sentences(sentences, spec).items() if split in HELD_OUT)
+    return sentences[held_out:]
+
+
 def partition_variants(seed: int) -> dict[str, list[str]]:
     """Give dev and test their own unseen variants (balanced by gender); the rest go to training."""
     folder = next((Path(d) for d in VARIANTS_DIRS if Path(d).is_dir()), Path(VARIANTS_DIRS[0]))

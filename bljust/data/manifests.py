@@ -25,12 +25,12 @@ class ManifestError(UserError, ValueError):
     """A corpus folder or manifest that cannot be used at all; the message names it."""
 
 
-def _recording(rec_id: str, path: Path, skips: SkipLog, max_seconds: float, sample_rate: int = 0) -> Recording | None:
+def _recording(rec_id: str, path: Path, skips: SkipLog, max_seconds: float, min_rate: int = 0) -> Recording | None:
     """A lhotse Recording from the file header, or None (counted) if the file is unusable.
 
     Only the header is read here; faults in the samples (a corrupt or truncated FLAC) surface
-    when training reads the file and are skipped and counted there. sample_rate=0 accepts any
-    rate here (reading refuses rates below the model's).
+    when training reads the file and are skipped and counted there. Files recorded below
+    `min_rate` Hz are skipped (0: any rate; see audio.lowest_rate).
     """
     try:
         info = sf.info(str(path))
@@ -38,7 +38,7 @@ def _recording(rec_id: str, path: Path, skips: SkipLog, max_seconds: float, samp
         skips.add("unreadable_audio", str(path))
         return None
     try:
-        check_header(path, info.frames, info.samplerate, info.channels, sample_rate, max_seconds)
+        check_header(path, info.frames, info.samplerate, info.channels, min_rate, max_seconds)
     except BadAudio as err:
         skips.add(err.reason, str(path))
         return None
@@ -74,7 +74,7 @@ def _read_transcripts(trans: Path, skips: SkipLog, normalize: Normalizer = norma
 
 def scan_librispeech(
     folder: str | Path, labelled: bool, skips: SkipLog | None = None, max_seconds: float = 30.0,
-    normalize: Normalizer = normalize_text, sample_rate: int = 0,
+    normalize: Normalizer = normalize_text, min_rate: int = 0,
 ) -> CutSet:
     """All utterances under `folder` as a CutSet, sorted by id.
 
@@ -94,7 +94,7 @@ def scan_librispeech(
         if utt_id in seen:
             skips.add("duplicate_id", str(path))
             return
-        rec = _recording(utt_id, path, skips, max_seconds, sample_rate)
+        rec = _recording(utt_id, path, skips, max_seconds, min_rate)
         if rec is None:
             return
         seen.add(utt_id)
@@ -184,7 +184,7 @@ def is_table_manifest(path: str | Path) -> bool:
 
 
 def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seconds: float = 30.0,
-                        normalize: Normalizer = normalize_text, sample_rate: int = 0,
+                        normalize: Normalizer = normalize_text, min_rate: int = 0,
                         labelled: bool = True) -> CutSet:
     """A CutSet from a plain CSV (header row) or JSONL table with `audio,text[,speaker][,id]`.
 
@@ -238,7 +238,7 @@ def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seco
         if not audio.is_file():
             skips.add("missing_audio", str(audio))
             continue
-        rec = _recording(utt_id, audio, skips, max_seconds, sample_rate)
+        rec = _recording(utt_id, audio, skips, max_seconds, min_rate)
         if rec is None:
             continue
         seen.add(utt_id)

@@ -75,21 +75,22 @@ def check_sources(recipe: Any) -> None:
 
 
 def load_entry(path: Path, labelled: bool, skips: SkipLog, max_seconds: float = 30.0,
-               normalize: Normalizer = normalize_text) -> CutSet:
-    """One entry (folder, table or CutSet file) as a uniform CutSet; bad utterances counted in `skips`."""
+               normalize: Normalizer = normalize_text, min_rate: int = 0) -> CutSet:
+    """One entry (folder, table or CutSet file) as a uniform CutSet; bad utterances counted in
+    `skips`, among them audio recorded below `min_rate` Hz (0: any rate)."""
     if path.is_dir():
-        return scan_librispeech(path, labelled, skips, max_seconds, normalize)
+        return scan_librispeech(path, labelled, skips, max_seconds, normalize, min_rate)
     if is_table_manifest(path):
-        cuts = load_table_manifest(path, skips, max_seconds, normalize, labelled=labelled)
+        cuts = load_table_manifest(path, skips, max_seconds, normalize, min_rate, labelled=labelled)
         if labelled and cut_text(cuts[0]) is None:
             raise ManifestError(f"{path}: no text column; labelled data needs audio,text[,speaker][,id]")
     else:
-        cuts = import_cutset(load_cuts(path), labelled, skips, max_seconds, normalize, path)
+        cuts = import_cutset(load_cuts(path), labelled, skips, max_seconds, normalize, path, min_rate)
     return cuts if labelled else strip_text(cuts)
 
 
 def import_cutset(cuts: CutSet, labelled: bool, skips: SkipLog, max_seconds: float,
-                  normalize: Normalizer, path: Path) -> CutSet:
+                  normalize: Normalizer, path: Path, min_rate: int = 0) -> CutSet:
     """A user's lhotse CutSet re-made in our form: whole single-file recordings, normalised text.
 
     Features are computed from the whole audio file, so a cut that is a segment of a longer
@@ -110,7 +111,8 @@ def import_cutset(cuts: CutSet, labelled: bool, skips: SkipLog, max_seconds: flo
             skips.add(problem, cut.id)
             continue
         source = Path(rec.sources[0].source)
-        made = _recording(cut.id, source if source.is_absolute() else path.parent / source, skips, max_seconds)
+        made = _recording(cut.id, source if source.is_absolute() else path.parent / source, skips, max_seconds,
+                          min_rate)
         if made is None:
             continue
         speaker = cut.supervisions[0].speaker if cut.supervisions else None
@@ -127,12 +129,13 @@ def strip_text(cuts: CutSet) -> CutSet:
 
 
 def load_split(recipe: Any, role: str, entries: list[str], skips: SkipLog, max_seconds: float,
-               normalize: Normalizer) -> CutSet:
+               normalize: Normalizer, min_rate: int = 0) -> CutSet:
     """All entries of one role joined into one CutSet; an id seen twice is kept once and counted."""
     seen: set[str] = set()
     joined = []
     for entry in entries:
-        for cut in load_entry(entry_path(role, entry, recipe), role != "unlabelled", skips, max_seconds, normalize):
+        for cut in load_entry(entry_path(role, entry, recipe), role != "unlabelled", skips, max_seconds, normalize,
+                              min_rate):
             if cut.id in seen:
                 skips.add("duplicate_id", f"{entry}:{cut.id}")
                 continue
