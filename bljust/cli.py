@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import re
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,9 +25,25 @@ def compose_config(overrides: list[str]) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(first_line(err)) from None
+        raise ConfigError(describe_config_error(err)) from None
     validate(cfg)
     return cfg
+
+
+_BAD_CHOICE = re.compile(r"Invalid value '(.*?)', expected one of \[(.*?)\]")
+
+
+def describe_config_error(err: BaseException) -> str:
+    """One line: a bad choice as `key='value': expected one of a, b` (Hydra wraps OmegaConf's
+    message, which names the key only on later lines), else the error's first line."""
+    cause: BaseException | None = err
+    while cause is not None:
+        bad = _BAD_CHOICE.search(str(cause))
+        key = getattr(cause, "full_key", None)
+        if bad and key:
+            return f"{key}={bad.group(1)!r}: expected one of {bad.group(2)}"
+        cause = cause.__cause__
+    return first_line(err)
 
 
 def first_line(err: BaseException) -> str:

@@ -167,11 +167,12 @@ def eval_dataset(cfg: dict, cmvn: Cmvn, tokenizer: Tokenizer) -> AsrDataset:
 
 
 def split_cuts(cfg: dict, split: str | None, data: str | None,
-               counts: dict[str, Any]) -> tuple[CutSet, str]:
+               counts: dict[str, Any] | None = None) -> tuple[CutSet, str]:
     """The cuts to score and their name: a prepared split of the checkpoint's recipe, or `data`;
-    what was left out of them goes into `counts`."""
+    what was left out of them goes into `counts` when given."""
     from bljust.data.audio import lowest_rate
 
+    counts = {} if counts is None else counts
     if split is not None:
         path = Path(cfg["recipe"]["data_dir"]) / "manifests" / f"eval_{split}.jsonl.gz"
         if not path.is_file():

@@ -17,7 +17,7 @@ COMMANDS = {
     "bljust.transcribe": ["python -m bljust.transcribe ckpt=PATH", "keys:", "ckpt", "device", "decode", "lm"],
     "bljust.build_lm": ["python -m bljust.build_lm text=", "keys:", "text", "out", "order", "exclude", "smoothing"],
     "bljust.export": ["python -m bljust.export ckpt=", "keys:", "ckpt", "out", "opset"],
-    "bljust.demo": ["usage:", "--budget", "--seeds", "--methods"],
+    "bljust.demo": ["usage:", "--experiment", "--seeds", "--methods"],
 }
 
 

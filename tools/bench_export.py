@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bljust.decoding.options import greedy_decoder  # noqa: E402
-from bljust.evaluate import decode_all, eval_dataset, load_model, split_cuts  # noqa: E402
-from bljust.export import export_model  # noqa: E402
-from bljust.onnx_runtime import load_onnx  # noqa: E402
-from bljust.tracking.checkpoint import load_checkpoint  # noqa: E402
+from bljust.decoding.options import greedy_decoder
+from bljust.evaluate import decode_all, eval_dataset, load_model, split_cuts
+from bljust.export import export_model
+from bljust.onnx_runtime import load_onnx
+from bljust.tracking.checkpoint import load_checkpoint
 
 
 def main() -> None:

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bljust.decoding.options import DecodeOptions, greedy_decoder, make_decoder  # noqa: E402
-from bljust.evaluate import decode_all, emissions, eval_dataset, load_model, score, split_cuts  # noqa: E402
-from bljust.tracking.checkpoint import load_checkpoint  # noqa: E402
+from bljust.decoding.options import DecodeOptions, greedy_decoder, make_decoder
+from bljust.evaluate import decode_all, emissions, eval_dataset, load_model, score, split_cuts
+from bljust.tracking.checkpoint import load_checkpoint
 
 
 def floats(text: str) -> list[float]:
