@@ -9,7 +9,9 @@ mean ± sd over seeds, supervised updates, training minutes) and ROOT/report.htm
 plots embedded). Runs go two at a time on one thread each (`--jobs`), the way a 2-core machine is
 used best by models this small. Extra arguments are Hydra overrides given to every run (corpus
 sizes, `model=small`, `logging.wandb=online`, ...). A second identical command resumes: finished
-runs are kept, a killed one continues from its last checkpoint.
+runs are kept, a killed one continues from its last checkpoint. While runs train, each run's output
+goes to ROOT/<method>/seed<n>/demo.log and the console shows the live view (bljust/reporting/live.py):
+every 20 s (`--live-every`) a line per running run with its step / total, last dev CER and time left.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from bljust import compare
 from bljust.cli import CONF_DIR
 from bljust.methods import METHODS
+from bljust.reporting.live import LiveView
 
 # longest first: shorter makespan when runs go two at a time
 ORDER = ("pseudo_label", "bljust", "just", "ptft", "supervised")
@@ -53,9 +56,10 @@ def method_list(text: str) -> list[str]:
     return methods
 
 
-def run_one(method: str, seed: int, args: argparse.Namespace, env: dict[str, str]) -> tuple[str, int, str]:
+def run_one(method: str, seed: int, args: argparse.Namespace, env: dict[str, str],
+            view: LiveView) -> tuple[str, int, str]:
     """Train one method, then score its final checkpoint on dev and test; returns (label, rc, log)."""
-    run_dir = args.root / method / f"seed{seed}"
+    label, run_dir = f"{method}/seed{seed}", args.root / method / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "demo.log"
     py = sys.executable
@@ -63,14 +67,17 @@ def run_one(method: str, seed: int, args: argparse.Namespace, env: dict[str, str
              f"logging.group={args.root.name}", *args.overrides, f"run_dir={run_dir}"]]
     cmds += [[py, "-m", "bljust.evaluate", f"ckpt={run_dir / 'checkpoints' / 'last.pt'}", f"split={split}",
               f"out={run_dir / 'eval_last'}"] for split in ("dev", "test")]
+    view.start(label, run_dir)
+    rc = 0
     with open(log, "a") as fh:
         for cmd in cmds:
             fh.write("$ " + " ".join(cmd) + "\n")
             fh.flush()
             rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
             if rc:
-                return f"{method}/seed{seed}", rc, str(log)
-    return f"{method}/seed{seed}", 0, str(log)
+                break
+    view.end(label, rc, str(log))
+    return label, rc, str(log)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", type=method_list, default=None, help="e.g. ptft,bljust (default: every method of the experiment)")
     ap.add_argument("--root", type=Path, default=Path("runs/demo_all"))
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs at a time")
+    ap.add_argument("--live-every", type=float, default=20.0,
+                    help="seconds between the live view's lines on the running runs (default: 20)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model=small")
     args = ap.parse_args(argv)
     start = time.time()
@@ -98,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo: {len(jobs)} runs of conf/experiment/{args.experiment}/, {args.jobs} at a time x {threads} thread(s), "
           f"under {args.root}", flush=True)
     failed = []
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for label, rc, log in pool.map(lambda job: run_one(*job, args, env), jobs):
-            print(f"demo: {label} {'done' if rc == 0 else f'FAILED (exit {rc}), see {log}'}", flush=True)
+    # the runs' output goes to their demo.log; the console gets the live view's lines
+    with LiveView(args.live_every) as view, ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for label, rc, log in pool.map(lambda job: run_one(*job, args, env, view), jobs):
             if rc:
                 failed.append(label)
     rc = compare.main([str(args.root), "--wer-json", "eval_last/wer.json", "--out", str(args.root / "report.md"),

@@ -380,8 +380,8 @@ class Trainer:
         shared = distributed.reduce_record(
             {**out.values, **out.grad_norms, **extra, "batch_seconds": out.batch_seconds, "skipped_utterances": skipped},
             sum_keys=("batch_seconds", "skipped_utterances"))
-        return {"step": self.step, "epoch": self.labelled.epoch, **self.meter.close_window(),
-                "compute_c": self.compute_c, **memory_record(self.device),
+        return {"step": self.step, "total_steps": self.method.total_steps(), "epoch": self.labelled.epoch,
+                **self.meter.close_window(), "compute_c": self.compute_c, **memory_record(self.device),
                 "supervised_updates": self.method.supervised_updates,
                 "skipped_utterances": int(shared.pop("skipped_utterances")),
                 "nonfinite_skips": self.method.nonfinite_skips,
