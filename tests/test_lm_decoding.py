@@ -152,7 +152,7 @@ def test_evaluate_and_transcribe_with_beam_and_lm(small_checkpoint, demo_root, t
                         f"exclude={corpus / 'dev'},{corpus / 'test'}"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("build_lm: 3-gram on ") and "(0 excluded sentences removed)" in r.stdout
-    out = tmp_path / "ev"
+    out = small_checkpoint.parent / "eval_beam"  # inside the run, where the comparison report looks
     common = [sys.executable, "-m", "bljust.evaluate", f"ckpt={small_checkpoint}", "split=test", f"out={out}"]
     assert subprocess.run(common, capture_output=True, text=True, timeout=300).returncode == 0
     r = subprocess.run([*common, "decode=beam", f"lm={lm}", "beam_size=20", "lm_weight=1.5", "word_score=1"],
@@ -164,6 +164,13 @@ def test_evaluate_and_transcribe_with_beam_and_lm(small_checkpoint, demo_root, t
     words = set(arpa_words(lm))
     hyps = [line.split("\t")[2] for line in (out / "hyps" / "test+lm.txt").read_text().splitlines()]
     assert any(hyps) and all(w in words for h in hyps for w in h.split())  # lexicon words only
+    # the comparison report gives greedy and beam + LM side by side, from the same wer.json
+    from bljust.compare import main as compare
+
+    assert compare([str(small_checkpoint.parent), "--wer-json", "eval_beam/wer.json",
+                    "--out", str(tmp_path / "report.md")]) == 0
+    head = (tmp_path / "report.md").read_text().splitlines()[0]
+    assert "| test WER |" in head and "| test+lm WER |" in head and "| test+lm CER |" in head
     flac = sorted((corpus / "test").rglob("*.flac"))[0]
     r = subprocess.run([sys.executable, "-m", "bljust.transcribe", f"ckpt={small_checkpoint}", "decode=beam",
                         f"lm={lm}", str(flac)], capture_output=True, text=True, timeout=300)
