@@ -48,7 +48,7 @@ def corpus(demo_root, tmp_path_factory) -> Path:
 
 
 def recipe(corpus: Path) -> list[str]:
-    # One utterance in four or five has a digit: more than the default 10 % limit on unusable data.
+    # One utterance in five (train) and in three (dev) has a digit: over the default 10 % limit on unusable data.
     return ["recipe=custom", f"recipe.corpus_dir={corpus}", "recipe.labelled=[train]", "recipe.dev=[dev.csv]",
             f"recipe.data_dir={corpus}/prepared", "train.max_bad_fraction=0.5"]
 
