@@ -30,7 +30,7 @@ from bljust.data.skips import check_bad_fraction
 from bljust.data.specaug import SpecAugment
 from bljust.data.tokenizer import Tokenizer
 from bljust.errors import UserError
-from bljust.evaluate import score, transcribe_cuts, write_hyps
+from bljust.evaluate import prepared_counts, score, transcribe_cuts, write_hyps
 from bljust.methods import StepOutput, TrainContext, build_method
 from bljust.models.asr import AsrModel, count_parameters
 from bljust.monitors import Monitor
@@ -282,7 +282,7 @@ class Trainer:
             if self.dist.is_main:
                 hyp_dir.mkdir(exist_ok=True)
                 write_hyps(results, hyp_dir / f"{split}.txt")
-            table[split] = score(results)
+            table[split] = {**score(results), **prepared_counts(self.data.data_dir, split)}  # what it does not cover
         if self.dist.is_main:
             write_text_atomic(self.out_dir / "wer.json", json.dumps(table, indent=1))
         return table

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import os
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +35,27 @@ def test_corrupt_or_foreign_checkpoint_is_one_clear_error(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "none.pt")
+
+
+def test_evaluate_on_a_bad_checkpoint_is_one_line_that_never_suggests_an_unsafe_load(tmp_path):
+    """torch's own refusal advises weights_only=False, which would run the file's code: never passed on."""
+    save_atomic({"format": 1, "step": 1, "w": torch.zeros(1000)}, tmp_path / "a.pt")
+    data = (tmp_path / "a.pt").read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    torch.save({"format": 1, "step": 1, "when": datetime.datetime(2026, 1, 1)}, tmp_path / "object.pt")
+    with open(tmp_path / "plain.pkl", "wb") as f:  # not torch.save: pickle's own protocol (torch warns of it)
+        pickle.dump({"model": Path("weights")}, f, protocol=4)
+    cases = {
+        "trunc.pt": "corrupt or truncated checkpoint (PytorchStreamReader failed reading zip archive: "
+                    "failed finding central directory)",
+        "object.pt": "not a bljust checkpoint: it holds a Python object of type datetime.datetime, which a safe "
+                     "load refuses (a bljust checkpoint holds only tensors and plain values)",
+        "plain.pkl": "corrupt or truncated checkpoint (not readable as a PyTorch file: Unsupported operand 149)",
+    }
+    for name, what in cases.items():
+        r = subprocess.run([sys.executable, "-m", "bljust.evaluate", f"ckpt={tmp_path / name}", "split=test"],
+                           capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stdout, r.stderr) == (1, "", f"error: {tmp_path / name}: {what}\n"), name
 
 
 def test_metrics_writer_truncates_past_resume_step(tmp_path):

@@ -55,8 +55,10 @@ def _find_audio(folder: Path, utt_id: str) -> Path | None:
     return None
 
 
-def _read_transcripts(trans: Path, skips: SkipLog, normalize: Normalizer = normalize_text) -> dict[str, str]:
-    """UTTID -> normalised text from one chapter's trans.txt."""
+def _read_transcripts(trans: Path, skips: SkipLog, normalize: Normalizer = normalize_text,
+                      refused: set[str] | None = None) -> dict[str, str]:
+    """UTTID -> normalised text from one chapter's trans.txt; the ids of lines that cannot be a
+    label (digits, nothing left) go into `refused`, as they are already counted."""
     texts: dict[str, str] = {}
     for line_no, line in enumerate(trans.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
@@ -65,6 +67,8 @@ def _read_transcripts(trans: Path, skips: SkipLog, normalize: Normalizer = norma
         text, problem = normalize.label(text)
         if problem:
             skips.add(problem, f"{trans}:{line_no}")
+            if refused is not None:
+                refused.add(utt_id)
         elif utt_id in texts:
             skips.add("duplicate_id", f"{trans}:{line_no}")
         else:
@@ -107,7 +111,8 @@ def scan_librispeech(
         if not transcripts:
             raise ManifestError(f"{folder}: no *.trans.txt transcripts found (expected LibriSpeech layout)")
         for trans in transcripts:
-            texts = _read_transcripts(trans, skips, normalize)
+            refused: set[str] = set()
+            texts = _read_transcripts(trans, skips, normalize, refused)
             for utt_id, text in sorted(texts.items()):
                 path = _find_audio(trans.parent, utt_id)
                 if path is None:
@@ -115,7 +120,7 @@ def scan_librispeech(
                 else:
                     add(utt_id, path, text)
             for audio in sorted(p for p in trans.parent.iterdir() if p.suffix in AUDIO_SUFFIXES):
-                if audio.stem not in texts:
+                if audio.stem not in texts and audio.stem not in refused:  # one utterance, one count
                     skips.add("audio_without_transcript", str(audio))
     else:
         for path in sorted(p for p in folder.rglob("*") if p.suffix in AUDIO_SUFFIXES):
