@@ -118,11 +118,13 @@ def dry_run_choices(root: Path, methods: list[str]) -> dict[str, Any]:
     return {m: known.get(m, {"overrides": [f"<chosen trial of tune/{m}>"]}) for m in methods}
 
 
-def execute(jobs: list[Job], args: argparse.Namespace, phase: str) -> None:
+def execute(jobs: list[Job], args: argparse.Namespace, phase: str, plan: TrialPlan, methods: list[str]) -> None:
     if args.dry_run:
         print(f"# phase {phase}: {len(jobs)} runs")
         print("\n".join(show(j) for j in jobs))
         return
+    if not all(j.finished for j in jobs):
+        prepare_data(plan, methods, args.overrides)
     print(f"protocol: phase {phase}: {len(jobs)} runs under {args.root}, {args.jobs} at a time", flush=True)
     failed = run_jobs(jobs, args.jobs)
     if failed:
@@ -160,10 +162,8 @@ def run_protocol(args: argparse.Namespace) -> None:
     plan = load_trials(args.trials, args.group)
     methods = pick_methods(plan, args.methods)
     check_composes(plan, methods, args.overrides)
-    if not args.dry_run:
-        prepare_data(plan, methods, args.overrides)
     if args.phase in ("tune", "all"):
-        execute(tune_jobs(plan, args.root, methods, args.overrides), args, "tune")
+        execute(tune_jobs(plan, args.root, methods, args.overrides), args, "tune", plan, methods)
     if args.phase == "tune" and args.dry_run:
         return
     choices = dry_run_choices(args.root, methods) if args.dry_run else freeze_choices(plan, args.root, methods)
@@ -171,7 +171,7 @@ def run_protocol(args: argparse.Namespace) -> None:
         return
     finals = final_jobs(plan, args.root, choices, args.seeds, args.overrides)
     if args.phase in ("seeds", "all"):
-        execute(finals, args, "seeds")
+        execute(finals, args, "seeds", plan, methods)
     if args.phase in ("test", "all") and not args.dry_run:
         check_test_scored(finals)
         print(f"protocol: report -> {write_report(args, plan, choices)}", flush=True)

@@ -35,7 +35,11 @@ def dev_score(run: Path) -> tuple[float, str, str]:
 
 def choose_method(plan: TrialPlan, root: Path, method: str) -> dict[str, Any]:
     """The method's trial with the lowest dev score (the first of equal ones), with every trial's score."""
-    scored = [dev_score(tune_dir(root, method, k)) for k in range(plan.count)]
+    runs = [tune_dir(root, method, k) for k in range(plan.count)]
+    for run in runs:
+        if not (run / "wer.json").is_file():
+            raise ProtocolError(f"{run}: tuning run not finished (run --phase tune first)")
+    scored = [dev_score(run) for run in runs]
     best = min(range(plan.count), key=lambda k: (scored[k][0], k))
     _, metric, split = scored[best]
     return {"trial": best, "overrides": plan.trials[method][best], "metric": metric, "split": split,
