@@ -48,7 +48,7 @@ def test_unequal_trial_counts_are_refused_in_one_line(tmp_path, capsys):
     (["train.seed=3"], "trials.just[1]: train.seed is set by the protocol itself"),
     (["eval.score_test=true"], "trials.just[1]: eval.score_test is set by the protocol itself"),
     (["method.alpha"], "trials.just[1]: 'method.alpha' is not a key=value override"),
-    (["method.no_such_key=1"], "trials.just[1]: "),
+    (["method.no_such_key=1"], "trials.just[1]: Could not override 'method.no_such_key'"),
 ])
 def test_a_bad_trial_is_named_in_one_line(tmp_path, capsys, trial, expected):
     path = _trial_file(tmp_path, {"just": [["method.alpha=0.3"], trial]})
@@ -64,11 +64,13 @@ def test_dry_run_lists_every_tune_and_seed_command_and_runs_nothing(tmp_path, ca
     root = tmp_path / "r"
     assert main(["--group", "smoke", "--root", str(root), "--methods", "supervised,just", "--seeds", "0,1",
                  "--dry-run", "model=tiny"]) == 0
-    cmds = _commands(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    cmds = _commands(out)
     assert not root.exists()
     tune = [c for c in cmds if "eval.score_test=false" in c]
     final = [c for c in cmds if "eval.score_test=true" in c]
     assert len(tune) == 4 and len(final) == 4 and len(cmds) == 8
+    assert f"# phase test: check that the 4 final runs scored test, write {root}/report.md" in out
     trials = load_trials(SMOKE, "smoke").trials
     for method in ("supervised", "just"):
         for k, trial in enumerate(trials[method]):

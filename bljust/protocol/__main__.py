@@ -172,7 +172,9 @@ def run_protocol(args: argparse.Namespace) -> None:
     finals = final_jobs(plan, args.root, choices, args.seeds, args.overrides)
     if args.phase in ("seeds", "all"):
         execute(finals, args, "seeds", plan, methods)
-    if args.phase in ("test", "all") and not args.dry_run:
+    if args.phase in ("test", "all") and args.dry_run:
+        print(f"# phase test: check that the {len(finals)} final runs scored test, write {args.root / 'report.md'}")
+    elif args.phase in ("test", "all"):
         check_test_scored(finals)
         print(f"protocol: report -> {write_report(args, plan, choices)}", flush=True)
 
