@@ -138,7 +138,8 @@ def test_every_bench_trial_keeps_its_methods_compute():
 @pytest.mark.e2e
 def test_protocol_end_to_end_on_the_smoke_group(demo_root, tmp_path):
     root = tmp_path / "protocol"
-    extra = [o for o in small_overrides(demo_root) if not o.startswith("run_dir=")] + ["train.max_steps=2"]
+    extra = [o for o in small_overrides(demo_root) if not o.startswith("run_dir=")] + ["train.max_steps=2",
+                                                                                      "monitor.enabled=false"]
     cmd = [sys.executable, "-m", "bljust.protocol", "--group", "smoke", "--root", str(root),
            "--methods", "supervised,just", "--seeds", "0,1", "--jobs", "2", *extra]
     start = time.time()
