@@ -265,6 +265,9 @@ class EvalConfig:
     # early model (WER exactly 100) beats every later one whose insertions push WER past 100.
     select_metric: Metric = Metric.wer
     batch_duration: float = 300.0
+    # False: the final evaluation scores the dev splits only, so a tuning run never sees test
+    # (python -m bljust.protocol scores test only after its choices are frozen).
+    score_test: bool = True
 
 
 @dataclass

@@ -269,7 +269,8 @@ class Trainer:
         return out
 
     def final_evaluation(self) -> dict[str, Any]:
-        """Score every dev/test split with the best-on-dev checkpoint (the last one if none)."""
+        """Score every dev/test split (dev only with eval.score_test=false) with the best-on-dev
+        checkpoint (the last one if none)."""
         distributed.barrier()  # rank 0 has finished writing best.pt
         best = self.ckpt_dir / "best.pt"
         which = "best" if best.is_file() else "last"
@@ -278,6 +279,8 @@ class Trainer:
         table: dict[str, Any] = {"checkpoint": which, "step": self.step}
         hyp_dir = self.out_dir / "hyps"
         for split, path in self.data.eval_splits.items():
+            if not (self.cfg.eval.score_test or split in self.data.dev_splits):
+                continue
             results = self.transcribe(load_cuts(path))
             if self.dist.is_main:
                 hyp_dir.mkdir(exist_ok=True)

@@ -19,9 +19,10 @@ from tests.conftest import small_overrides
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _c(experiment: str, method: str) -> float:
-    """C a method's run plans in an experiment (the counting of bljust/methods/base.py), from its file."""
-    cfg = compose_config([f"+experiment={experiment}/{method}"])
+def _c(experiment: str, method: str, overrides: tuple[str, ...] = ()) -> float:
+    """C a method's run plans in an experiment (the counting of bljust/methods/base.py), from its
+    file and `overrides` (a protocol trial's)."""
+    cfg = compose_config([f"+experiment={experiment}/{method}", *overrides])
     t, m = cfg.train.max_steps, cfg.method
     if method == "supervised":
         return t

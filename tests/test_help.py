@@ -18,6 +18,7 @@ COMMANDS = {
     "bljust.build_lm": ["python -m bljust.build_lm text=", "keys:", "text", "out", "order", "exclude", "smoothing"],
     "bljust.export": ["python -m bljust.export ckpt=", "keys:", "ckpt", "out", "opset"],
     "bljust.demo": ["usage:", "--experiment", "--seeds", "--methods"],
+    "bljust.protocol": ["usage:", "--group", "--phase", "--jobs", "--methods", "--seeds", "--dry-run"],
 }
 
 

@@ -20,7 +20,7 @@ from bljust.tracking.checkpoint import load_latest
 RESUMABLE = (
     "train.max_steps", "train.log_every", "train.eval_every", "train.ckpt_every", "train.num_workers",
     "train.progress", "train.max_bad_fraction", "train.max_nonfinite_steps", "train.on_save_error",
-    "monitor.every_steps", "monitor.batch_duration", "eval.max_dev_utts", "eval.batch_duration",
+    "monitor.every_steps", "monitor.batch_duration", "eval.max_dev_utts", "eval.batch_duration", "eval.score_test",
     "device", "run_dir", "run_name", "logging.",
 )
 MAX_LISTED = 6  # differing keys named in the message; a changed method differs in dozens

@@ -1,0 +1,193 @@
+"""The fair protocol end to end: equal tuning on dev, choices frozen, seeds, test once, one report.
+
+    python -m bljust.protocol --group bench [--root runs/protocol/bench] [--jobs 2]
+        [--methods supervised,bljust] [--phase tune|seeds|test|all] [--seeds 0,1,2] [--dry-run] [overrides...]
+
+tune:  every trial of conf/protocol/<group>.yaml at seed 0 into ROOT/tune/<method>/t<k>/, test not
+       scored (eval.score_test=false); per method the trial with the best dev score (the run's
+       eval.select_metric on its best-on-dev checkpoint) goes into ROOT/choices.json, which is
+       frozen: when it exists its choices are reused, never recomputed.
+seeds: each method's chosen trial at every seed into ROOT/final/<method>/seed<s>/, fresh runs that
+       score test at their end (the only time test is scored; seed 0 is retrained rather than
+       reusing the tuning run, which never saw test).
+test:  checks that every final run scored test, then writes ROOT/report.md: the tuning table and
+       python -m bljust.compare over ROOT/final (mean ± sd over seeds, compute C, paired bootstrap
+       intervals against supervised and ptft).
+
+Each run is `python -m bljust.train +experiment=<group>/<method> [overrides] <trial overrides>
+train.seed=S eval.score_test=... run_dir=...`: the extra overrides (corpus paths, model size) go to
+every run, a trial's own come after them. A run with wer.json is skipped and a killed one resumes
+from its checkpoint, so running the same command again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bljust import compare
+from bljust.cli import CONF_DIR, compose_config, first_line
+from bljust.errors import UserError
+from bljust.prepare import prepare, split_name
+from bljust.protocol.choices import freeze_choices, tune_dir, tuning_table
+from bljust.protocol.launch import Job, run_jobs, show
+from bljust.protocol.trials import ProtocolError, TrialPlan, check_overrides, load_trials
+
+PHASES = ("tune", "seeds", "test", "all")
+TUNE_SEED = 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--group", required=True, help="conf/experiment/<group>/ and conf/protocol/<group>.yaml")
+    ap.add_argument("--trials", type=Path, default=None, help="trial file (default: conf/protocol/<group>.yaml)")
+    ap.add_argument("--root", type=Path, default=None, help="protocol folder (default: runs/protocol/<group>)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    ap.add_argument("--methods", default=None, help="a subset of the trial file's methods, e.g. supervised,bljust")
+    ap.add_argument("--phase", choices=PHASES, default="all")
+    ap.add_argument("--seeds", default="0,1,2", help="seeds of the final runs (default 0,1,2)")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model=small")
+    args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    except ValueError:
+        ap.error(f"--seeds {args.seeds!r}: expected comma-separated integers")
+    if not args.seeds:
+        ap.error("--seeds: at least one seed")
+    args.trials = args.trials or CONF_DIR / "protocol" / f"{args.group}.yaml"
+    args.root = args.root or Path("runs") / "protocol" / args.group
+    return args
+
+
+def pick_methods(plan: TrialPlan, wanted: str | None) -> list[str]:
+    if wanted is None:
+        return list(plan.trials)
+    methods = [m for m in wanted.split(",") if m]
+    for m in methods:
+        if m not in plan.trials:
+            raise ProtocolError(f"--methods: {m!r} has no trials in {plan.path} (it has {', '.join(plan.trials)})")
+    return methods
+
+
+def train_cmd(plan: TrialPlan, method: str, extra: list[str], trial: list[str], seed: int, score_test: bool,
+              run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "bljust.train", plan.experiment(method), *extra, *trial, f"train.seed={seed}",
+            f"eval.score_test={str(score_test).lower()}", f"run_dir={run_dir}"]
+
+
+def check_composes(plan: TrialPlan, methods: list[str], extra: list[str]) -> None:
+    """Every trial's config composes and validates before anything runs; the first that does not, in one line."""
+    for m in methods:
+        for k, trial in enumerate(plan.trials[m]):
+            try:
+                compose_config([plan.experiment(m), *extra, *trial])
+            except UserError as err:
+                raise ProtocolError(f"{plan.path}: trials.{m}[{k}]: {first_line(err)}") from None
+
+
+def prepare_data(plan: TrialPlan, methods: list[str], extra: list[str]) -> None:
+    """Build each experiment's corpus and prepared files once, before parallel runs would race to."""
+    for m in methods:
+        prepare(compose_config([plan.experiment(m), *extra]), verbose=False)
+
+
+def tune_jobs(plan: TrialPlan, root: Path, methods: list[str], extra: list[str]) -> list[Job]:
+    return [Job(f"tune/{m}/t{k}", tune_dir(root, m, k),
+                train_cmd(plan, m, extra, trial, TUNE_SEED, False, tune_dir(root, m, k)))
+            for m in methods for k, trial in enumerate(plan.trials[m])]
+
+
+def final_jobs(plan: TrialPlan, root: Path, choices: dict[str, Any], seeds: list[int], extra: list[str]) -> list[Job]:
+    return [Job(f"final/{m}/seed{s}", root / "final" / m / f"seed{s}",
+                train_cmd(plan, m, extra, c["overrides"], s, True, root / "final" / m / f"seed{s}"))
+            for m, c in choices.items() for s in seeds]
+
+
+def dry_run_choices(root: Path, methods: list[str]) -> dict[str, Any]:
+    """What --dry-run shows for the final runs: the frozen choice where there is one, else a placeholder."""
+    path = root / "choices.json"
+    known = json.loads(path.read_text())["methods"] if path.is_file() else {}
+    return {m: known.get(m, {"overrides": [f"<chosen trial of tune/{m}>"]}) for m in methods}
+
+
+def execute(jobs: list[Job], args: argparse.Namespace, phase: str, plan: TrialPlan, methods: list[str]) -> None:
+    if args.dry_run:
+        print(f"# phase {phase}: {len(jobs)} runs")
+        print("\n".join(show(j) for j in jobs))
+        return
+    if not all(j.finished for j in jobs):
+        prepare_data(plan, methods, args.overrides)
+    print(f"protocol: phase {phase}: {len(jobs)} runs under {args.root}, {args.jobs} at a time", flush=True)
+    failed = run_jobs(jobs, args.jobs)
+    if failed:
+        raise ProtocolError(f"{len(failed)} run(s) of phase {phase} did not finish, first {failed[0].run_dir}: "
+                            f"see its protocol.log, then run the same command again to resume")
+
+
+def check_test_scored(jobs: list[Job]) -> None:
+    """Each final run finished and its wer.json scores every test split of its recipe."""
+    for j in jobs:
+        if not j.finished:
+            raise ProtocolError(f"{j.run_dir}: final run not finished (run --phase seeds first)")
+        tests = [split_name(t) for t in yaml.safe_load((j.run_dir / "config.yaml").read_text())["recipe"]["test"]]
+        missing = [t for t in tests if t not in json.loads((j.run_dir / "wer.json").read_text())]
+        if missing:
+            raise ProtocolError(f"{j.run_dir / 'wer.json'}: test split(s) {', '.join(missing)} not scored")
+
+
+def write_report(args: argparse.Namespace, plan: TrialPlan, choices: dict[str, Any]) -> Path:
+    comparison = args.root / "comparison.md"
+    if compare.main([str(args.root / "final"), "--out", str(comparison)]):
+        raise ProtocolError(f"{args.root / 'final'}: the comparison failed (its reason is above)")
+    report = args.root / "report.md"
+    report.write_text(
+        f"# Protocol: group {plan.group}\n\n"
+        f"{plan.count} trials per method from {plan.path}, tuned at seed {TUNE_SEED} on dev (test not scored); "
+        f"choices frozen in {args.root / 'choices.json'}; final runs at seeds {', '.join(map(str, args.seeds))}, "
+        f"best-on-dev checkpoint for every method, test scored once.\n\n## Tuning (dev)\n\n"
+        f"{tuning_table(choices)}\n## Test\n\n{comparison.read_text()}")
+    return report
+
+
+def run_protocol(args: argparse.Namespace) -> None:
+    check_overrides("command line", args.overrides)
+    plan = load_trials(args.trials, args.group)
+    methods = pick_methods(plan, args.methods)
+    check_composes(plan, methods, args.overrides)
+    if args.phase in ("tune", "all"):
+        execute(tune_jobs(plan, args.root, methods, args.overrides), args, "tune", plan, methods)
+    if args.phase == "tune" and args.dry_run:
+        return
+    choices = dry_run_choices(args.root, methods) if args.dry_run else freeze_choices(plan, args.root, methods)
+    if args.phase == "tune":
+        return
+    finals = final_jobs(plan, args.root, choices, args.seeds, args.overrides)
+    if args.phase in ("seeds", "all"):
+        execute(finals, args, "seeds", plan, methods)
+    if args.phase in ("test", "all") and args.dry_run:
+        print(f"# phase test: check that the {len(finals)} final runs scored test, write {args.root / 'report.md'}")
+    elif args.phase in ("test", "all"):
+        check_test_scored(finals)
+        print(f"protocol: report -> {write_report(args, plan, choices)}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run_protocol(args)
+    except UserError as err:
+        print(f"error: {first_line(err)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
