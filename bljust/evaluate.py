@@ -185,12 +185,13 @@ def split_cuts(cfg: dict, split: str | None, data: str | None,
 
 
 def evaluate(ckpt: str | Path, split: str | None = None, data: str | None = None, out: str | Path | None = None,
-             device: str | None = None, opts: DecodeOptions | None = None) -> tuple[str, dict[str, float]]:
+             device: str | None = None, opts: DecodeOptions | None = None) -> tuple[str, dict[str, Any], Path]:
     """Score checkpoint `ckpt` (or an exported .onnx model) on `split` (or `data`) with the
     decoding `opts` (greedy by default).
 
     Adds the rates to `out`/wer.json under `<name><opts.label>` (e.g. `test`, `test+lm`) and writes
-    that name's hyp file beside it; returns (that name, rates). `out` defaults to the run's eval/.
+    that name's hyp file beside it; returns (that name, rates, the wer.json). `out` defaults to the
+    run's eval/.
     """
     opts = opts or DecodeOptions()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() and Path(ckpt).suffix != ".onnx" else "cpu"))
@@ -210,7 +211,7 @@ def evaluate(ckpt: str | Path, split: str | None = None, data: str | None = None
     table = json.loads(wer_path.read_text()) if wer_path.is_file() else {}
     table[name] = rates
     write_text_atomic(wer_path, json.dumps(table, indent=1))
-    return name, rates
+    return name, rates, wer_path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -222,11 +223,11 @@ def main(argv: list[str] | None = None) -> None:
         if "ckpt" not in kv or ("split" in kv) == ("data" in kv):
             raise UserError("usage: python -m bljust.evaluate ckpt=PATH (split=NAME | data=PATH) [out=DIR] "
                             "[decode=beam lm=PATH ...] (--help for the keys)")
-        name, rates = evaluate(kv["ckpt"], kv.get("split"), kv.get("data"), kv.get("out"), kv.get("device"),
-                               DecodeOptions.from_kv(kv))
+        name, rates, wer_path = evaluate(kv["ckpt"], kv.get("split"), kv.get("data"), kv.get("out"),
+                                         kv.get("device"), DecodeOptions.from_kv(kv))
         skipped = sum(rates.get("skipped", {}).values())
         print(f"{name}: WER {rates['wer']:.2f} %  CER {rates['cer']:.2f} %  ({rates['utterances']} utterances"
-              + (f"; {skipped} left out, see the wer.json beside its hyps" if skipped else "") + ")")
+              + (f"; {skipped} left out, see {wer_path}" if skipped else "") + ")")
     except UserError as err:
         fail(err)
 
