@@ -18,6 +18,7 @@ from bljust.cli import CONF_DIR
 from bljust.protocol.__main__ import main
 from bljust.protocol.choices import freeze_choices
 from bljust.protocol.trials import load_trials
+from bljust.tracking.metrics import read_metrics
 from tests.conftest import small_overrides
 from tests.test_demo_command import _c
 
@@ -164,6 +165,13 @@ def test_protocol_end_to_end_on_the_smoke_group(demo_root, tmp_path):
             for override in choice["overrides"]:  # the chosen point is what the final run trained
                 key, _, value = override.partition("=")
                 assert float(_get(config, key)) == float(value), (run, override)
+        # seed 0 is the chosen tuning run, scored on test from its own best-on-dev checkpoint, not retrained
+        chosen, seed0 = root / "tune" / method / f"t{choice['trial']}", root / "final" / method / "seed0"
+        assert (seed0 / "reused_from").read_text().strip() == str(chosen)
+        assert json.loads((seed0 / "wer.json").read_text())["dev"] == json.loads((chosen / "wer.json").read_text())["dev"]
+        steps = [r["step"] for r in read_metrics(seed0 / "metrics.jsonl")]
+        assert steps == [r["step"] for r in read_metrics(chosen / "metrics.jsonl")], "one final record, no training"
+        assert f"{seed0} starts from the chosen tuning run" in done.stdout
     report = (root / "report.md").read_text()
     assert "## Tuning (dev)" in report and "| supervised |" in report and "| just |" in report
     # the same command again: nothing retrained, the choices reused

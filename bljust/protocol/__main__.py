@@ -7,9 +7,11 @@ tune:  every trial of conf/protocol/<group>.yaml at seed 0 into ROOT/tune/<metho
        scored (eval.score_test=false); per method the trial with the best dev score (the run's
        eval.select_metric on its best-on-dev checkpoint) goes into ROOT/choices.json, which is
        frozen: when it exists its choices are reused, never recomputed.
-seeds: each method's chosen trial at every seed into ROOT/final/<method>/seed<s>/, fresh runs that
-       score test at their end (the only time test is scored; seed 0 is retrained rather than
-       reusing the tuning run, which never saw test).
+seeds: each method's chosen trial at every seed into ROOT/final/<method>/seed<s>/, runs that score
+       test at their end (the only time test is scored). Seed 0 is the chosen tuning run itself,
+       not trained again: its checkpoints and records are copied (without its scores) and the
+       run resumes at its last step, so it only scores dev and test with its best-on-dev
+       checkpoint; the other seeds are fresh runs.
 test:  checks that every final run scored test, then writes ROOT/report.md: the tuning table and
        python -m bljust.compare over ROOT/final (mean ± sd over seeds, compute C, paired bootstrap
        intervals against supervised and ptft).
@@ -34,7 +36,7 @@ from bljust import compare
 from bljust.cli import CONF_DIR, compose_config, first_line
 from bljust.errors import UserError
 from bljust.prepare import prepare, split_name
-from bljust.protocol.choices import freeze_choices, tune_dir, tuning_table
+from bljust.protocol.choices import freeze_choices, reuse_tuning_run, tune_dir, tuning_table
 from bljust.protocol.launch import Job, run_jobs, show
 from bljust.protocol.trials import ProtocolError, TrialPlan, check_overrides, load_trials
 
@@ -171,6 +173,9 @@ def run_protocol(args: argparse.Namespace) -> None:
         return
     finals = final_jobs(plan, args.root, choices, args.seeds, args.overrides)
     if args.phase in ("seeds", "all"):
+        if not args.dry_run and TUNE_SEED in args.seeds:
+            for m, c in choices.items():
+                reuse_tuning_run(tune_dir(args.root, m, c["trial"]), args.root / "final" / m / f"seed{TUNE_SEED}")
         execute(finals, args, "seeds", plan, methods)
     if args.phase in ("test", "all") and args.dry_run:
         print(f"# phase test: check that the {len(finals)} final runs scored test, write {args.root / 'report.md'}")

@@ -8,6 +8,7 @@ dev split, from the run's wer.json (the best-on-dev checkpoint, the rule every m
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import yaml
 from bljust.prepare import split_name
 from bljust.protocol.trials import ProtocolError, TrialPlan
 from bljust.tracking.disk import write_text_atomic
+from bljust.tracking.metrics import read_metrics
 
 
 def tune_dir(root: Path, method: str, k: int) -> Path:
@@ -81,3 +83,21 @@ def tuning_table(choices: dict[str, dict[str, Any]]) -> str:
         rows.append(f"| {m} | " + " | ".join(cells) + f" | t{c['trial']} ({c['split']} {c['metric'].upper()}) | "
                     + (" ".join(f"`{o}`" for o in c["overrides"]) or "(none)") + " |")
     return "\n".join(rows) + "\n"
+
+
+def reuse_tuning_run(tune: Path, final: Path) -> None:
+    """Start the seed-0 final run from the chosen tuning run (same config, same seed): its
+    checkpoints, config and records without the final scores, so the trainer resumes at the last
+    step and only scores. Retraining it would repeat the same run bit for bit at full cost."""
+    if final.exists():
+        return  # done before, or a run of its own under way: the trainer resumes either
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    shutil.copytree(tune / "checkpoints", partial / "checkpoints")
+    shutil.copy2(tune / "config.yaml", partial / "config.yaml")
+    records = [r for r in read_metrics(tune / "metrics.jsonl") if not r.get("final")]
+    (partial / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (partial / "reused_from").write_text(f"{tune}\n")
+    partial.rename(final)
+    print(f"protocol: {final} starts from the chosen tuning run {tune}", flush=True)
