@@ -168,9 +168,14 @@ def test_early_prediction_on_synthetic_runs(tmp_path, capsys):
     table = (tmp_path / "out" / "ep.md").read_text()
     rows = {cells[0]: cells[1:] for line in table.splitlines() if line.startswith("| ")
             for cells in [[c.strip() for c in line.strip("| ").split("|")]]}
-    assert rows["monitor/rankme"] == ["5", "-1.00", "-1.00"]
+    assert rows["monitor/rankme"] == ["5", "-1.00", "[-1.00, -1.00]", "-1.00"]  # every resample ranks exactly
     # by hand: rank differences (2, -1, 1, -2, 0) -> rho = 1 - 6*10/(5*24) = 0.5; 7 of 10 pairs concordant -> tau 0.4
-    assert rows["loss_sup"] == ["5", "+0.50", "+0.40"]
+    n, rho, interval, tau = rows["loss_sup"]
+    assert (n, rho, tau) == ("5", "+0.50", "+0.40")
+    lo, hi = (float(v) for v in interval.strip("[]").split(","))
+    assert -1 <= lo < 0 < 0.5 < hi <= 1, interval  # 5 runs: a rho of 0.5 is not told apart from none
+    assert main([str(tmp_path), "--fractions", "0.2", "--out", str(tmp_path / "out" / "again")]) == 0
+    assert (tmp_path / "out" / "again.md").read_text() == table  # the bootstrap is seeded
     assert (tmp_path / "out" / "ep.png").stat().st_size > 1000
     assert "skipping" in capsys.readouterr().out
 

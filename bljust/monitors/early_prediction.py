@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from bljust.monitors.pruning import final_step, value_at_fraction
@@ -65,6 +66,25 @@ def correlations(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return float(spearmanr(xs, ys).statistic), float(kendalltau(xs, ys).statistic)
 
 
+def bootstrap_rho(xs: list[float], ys: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of Spearman's rho, resampling runs with replacement (seeded, so a
+    table is reproducible). Resamples with a constant side have no rho and are left out; NaN when
+    fewer than 3 runs or most resamples have none."""
+    if len(xs) < 3:
+        return math.nan, math.nan
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    rng = np.random.default_rng(seed)
+    rhos = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(x), len(x))
+        if len(np.unique(x[idx])) > 1 and len(np.unique(y[idx])) > 1:
+            rhos.append(spearmanr(x[idx], y[idx]).statistic)
+    if len(rhos) < resamples / 2:
+        return math.nan, math.nan
+    lo, hi = np.percentile(rhos, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def pairs(runs: list[RunRecord], key: str, fraction: float) -> tuple[list[float], list[float]]:
     """(value of key at fraction, final error) for every run that logged key by then."""
     xs, ys = [], []
@@ -77,26 +97,28 @@ def pairs(runs: list[RunRecord], key: str, fraction: float) -> tuple[list[float]
 
 
 def analyse(runs: list[RunRecord], fractions: list[float]) -> list[dict[str, Any]]:
-    """One row per signal: n and (rho, tau) at each fraction."""
+    """One row per signal: n, rho, the bootstrap interval of rho and tau at each fraction."""
     rows = []
     for key in signal_keys(runs):
         row: dict[str, Any] = {"signal": key}
         for f in fractions:
             xs, ys = pairs(runs, key, f)
-            row[f] = (len(xs), *correlations(xs, ys))
+            rho, tau = correlations(xs, ys)
+            row[f] = (len(xs), rho, bootstrap_rho(xs, ys) if math.isfinite(rho) else (math.nan, math.nan), tau)
         rows.append(row)
     return rows
 
 
 def markdown(rows: list[dict[str, Any]], fractions: list[float], target: str) -> str:
-    head = ["signal"] + [f"{name} @{f:.0%}" for f in fractions for name in ("n", "Spearman ρ", "Kendall τ")]
-    lines = [f"Rank correlation with final {target} across runs (|ρ| near 1 = predictive; sign says which way).",
+    head = ["signal"] + [f"{name} @{f:.0%}" for f in fractions for name in ("n", "Spearman ρ", "ρ 95 % CI", "Kendall τ")]
+    lines = [f"Rank correlation with final {target} across runs (|ρ| near 1 = predictive; sign says which way; "
+             "the interval resamples runs, 2000 times).",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["signal"]]
         for f in fractions:
-            n, rho, tau = row[f]
-            cells += [str(n), _num(rho), _num(tau)]
+            n, rho, (lo, hi), tau = row[f]
+            cells += [str(n), _num(rho), "–" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]", _num(tau)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
