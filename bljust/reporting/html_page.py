@@ -34,18 +34,20 @@ MONITOR_PREFIX = "monitor/"
 
 
 def method_curves(runs: list[Run], key: str) -> dict[str, tuple[list[float], list[float], list[float]]]:
-    """method -> (steps, mean train minutes, mean value) over the seeds that logged `key` at a step."""
+    """method -> (mean compute C, mean train minutes, mean value) over the seeds that logged `key`
+    at a step. C is the one budget every method shares (bljust/methods/base.py), so methods with
+    different costs per step line up; a run from before C was logged counts its steps."""
     out = {}
     for method, rs in by_label(runs).items():
-        at: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        at: dict[int, list[tuple[float, float, float]]] = defaultdict(list)
         for r in rs:
             for rec in r.records:
                 if key in rec and not rec.get("final") and "train_seconds" in rec:
-                    at[rec["step"]].append((rec["train_seconds"] / 60, float(rec[key])))
+                    at[rec["step"]].append((float(rec.get("compute_c", rec["step"])), rec["train_seconds"] / 60,
+                                            float(rec[key])))
         steps = sorted(at)
         if steps:
-            out[method] = (steps, [statistics.mean(m for m, _ in at[s]) for s in steps],
-                           [statistics.mean(v for _, v in at[s]) for s in steps])
+            out[method] = tuple([statistics.mean(v[i] for v in at[s]) for s in steps] for i in range(3))
     return out
 
 
@@ -58,14 +60,15 @@ def monitor_keys(runs: list[Run]) -> list[str]:
 
 
 def plot_png(curves: dict, label: str, colors: dict[str, str] | None = None) -> bytes:
-    """One figure, two panels: the metric against step and against training minutes. `colors`
+    """One figure, two panels: the metric against compute C and against training minutes. `colors`
     keeps each method's colour the same across figures."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
-    for method, (steps, minutes, values) in sorted(curves.items()):
+    for method, (compute, minutes, values) in sorted(curves.items()):
         color = (colors or {}).get(method)
-        axes[0].plot(steps, values, marker="o", markersize=3, label=method, color=color)
+        axes[0].plot(compute, values, marker="o", markersize=3, label=method, color=color)
         axes[1].plot(minutes, values, marker="o", markersize=3, label=method, color=color)
-    for ax, xlabel in ((axes[0], "training step"), (axes[1], "training time (minutes)")):
+    for ax, xlabel in ((axes[0], "compute C (passes over a max_duration batch)"),
+                       (axes[1], "training time (minutes)")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
