@@ -50,10 +50,13 @@ def test_compare_writes_agreeing_markdown_and_self_contained_html(tmp_path):
     subprocess.run([sys.executable, "-m", "bljust.compare", str(runs_dir), "--out", str(out_md), "--html", str(out_html)],
                    cwd=ROOT, check=True, capture_output=True, text=True)
     md = out_md.read_text()
-    head = "| method | seeds | dev WER | test WER | dev CER | test CER | compute C | supervised updates | train min |"
+    head = ("| method | seeds | dev WER | test WER | dev CER | test CER | test empty % | compute C | supervised updates "
+            "| train min |")
     assert md.startswith(head + "\n")
-    # dev and test WER and CER (mean ± sd), compute C (last value, mean of 300 and 301), updates, minutes
-    assert "| bljust | n=2 (0,1) | 70.0 ± 1.4 | 71.0 ± 1.4 | 20.0 ± 0.0 | 25.0 ± 0.0 | 300.5 ± 0.7 | 30.0 ± 0.0 | 3.0 ± 0.0 |" in md
+    # dev and test WER and CER (mean ± sd), empty test hyps, compute C (last value, mean of 300 and 301), updates,
+    # minutes
+    assert ("| bljust | n=2 (0,1) | 70.0 ± 1.4 | 71.0 ± 1.4 | 20.0 ± 0.0 | 25.0 ± 0.0 | 0.0 ± 0.0 | 300.5 ± 0.7 "
+            "| 30.0 ± 0.0 | 3.0 ± 0.0 |") in md
     assert "| supervised | n=2 (0,1) | 81.0 ± 2.8 | 82.0 ± 2.8 |" in md
     # every utterance loses half its words under supervised and none under bljust: every resample
     # gives the same -50 points, and bljust's rate is below supervised's in all of them
@@ -82,3 +85,12 @@ def test_wandb_report_is_built_offline_with_table_and_grouped_panels(tmp_path, m
     assert grid["runsets"] == [{"name": "demo_compare", "filters": "Metric('group') == 'demo_compare'",
                                 "groupby": ["job_type"]}]
     assert {"dev_wer", "loss_sup", "loss_unsup", "gamma"} <= {y for p in grid["panels"] for y in p["y"]}
+
+
+def test_the_table_counts_empty_test_hypotheses(tmp_path):
+    """A model on the blank plateau outputs nothing: its share of empty hypotheses is in the table."""
+    _fake_run(tmp_path, "pseudo_label", 0, 100.0, drop_words=6)
+    _fake_run(tmp_path, "pseudo_label", 1, 90.0, drop_words=3)
+    table = method_table(collect([tmp_path], "wer.json"))
+    row = next(line for line in table.splitlines() if line.startswith("| pseudo_label |"))
+    assert row.split(" | ")[6] == "50.0 ± 70.7"  # every hypothesis of seed 0 empty, none of seed 1's
