@@ -2,7 +2,7 @@
 correlations across runs, at chosen fractions of training, for every monitor and training loss.
 
     python tools/early_prediction.py RUN_OR_ROOT... [--fractions 0.1 0.2 0.5] [--split test]
-        [--metric wer] [--wer-json wer.json] [--plot-fraction 0.2] [--out docs/monitors_sweep]
+        [--metric wer] [--wer-json wer.json] [--plot-fraction 0.2] [--out docs/results/early_prediction]
 
 Writes OUT.md (the table) and OUT.png (scatter plots at --plot-fraction); prints the table.
 A value "at 20 %" is the first one logged at or after step 0.2 x the run's last step.
