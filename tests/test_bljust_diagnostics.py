@@ -32,7 +32,8 @@ def test_rows_summarise_the_joint_steps_of_bljust_runs_only(tmp_path, capsys):
             {"step": 40, "phase": 1.0, "loss_unsup": 4.6, "penalty": 0.1, "gamma": 0.4, "grad_cos_sup_unsup": -0.3},
             {"step": 50, "phase": 2.0, "loss_sup": 1.0}, {"step": 50, "final": True, "dev_cer": 1.0}]
     _run(tmp_path / "a", {"name": "bljust", "gamma_max": 0.4, "explore": 75}, logs, 41.26)
-    _run(tmp_path / "b", {"name": "bljust", "gamma_max": 1.0, "explore": 75}, logs[:2], 50.0)
+    _run(tmp_path / "b", {"name": "bljust", "gamma_max": 1.0, "explore": 75}, logs[:2] + [{"step": 60, "phase": 2.0,
+         "penalty": None}], 50.0)  # a NaN gap (no exploration) is written as null
     _run(tmp_path / "sup", {"name": "supervised"}, [{"step": 10, "loss_sup": 2.0}], 30.0)
     out = tmp_path / "why.md"
     assert _tool().main([str(tmp_path), "--out", str(out)]) == 0

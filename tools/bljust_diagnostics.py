@@ -50,7 +50,7 @@ def summarise(run: Path, split: str) -> dict[str, object]:
     joint = [r for r in records if r.get("phase") == JOINT]
     explore = [r for r in records if r.get("phase") == EXPLORE and "loss_unsup" in r]
     cos = [r["grad_cos_sup_unsup"] for r in joint if "grad_cos_sup_unsup" in r]
-    gap = [r["penalty"] for r in joint if "penalty" in r and math.isfinite(r["penalty"])]
+    gap = [r["penalty"] for r in joint if _finite(r.get("penalty"))]  # NaN (null) without exploration
     wer_path = run / "wer.json"
     score = json.loads(wer_path.read_text()).get(split, {}) if wer_path.is_file() else {}
     return {"run": run, "config": flatten(yaml.safe_load((run / "config.yaml").read_text())),
@@ -78,6 +78,10 @@ def markdown(rows: list[dict], split: str) -> str:
             f"{_f(r['grad_cos'], 3)} ({r['cos_n']})", f"{_f(r['gap_first'], 3)} → {_f(r['gap_last'], 3)}",
             _f(r["gamma"], 2), f"{_f(r['lu_explore'], 2)} → {_f(r['lu_joint'], 2)}"]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def _f(v: float, digits: int) -> str:
