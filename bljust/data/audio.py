@@ -8,10 +8,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from bljust.config import ConfigError, LowRate
 from bljust.data.features import resample
 
-# features.low_rate: what happens to audio recorded below features.sample_rate
-LOW_RATE_CHOICES = ("upsample", "refuse")
+# features.low_rate (what happens to audio recorded below features.sample_rate), as plain strings:
+# a checkpoint's features travel as a dict, so transcribe passes the value unvalidated
+LOW_RATE_CHOICES = tuple(m.value for m in LowRate)
 
 
 class BadAudio(ValueError):
@@ -28,10 +30,8 @@ class BadAudio(ValueError):
 def lowest_rate(sample_rate: int, low_rate: str) -> int:
     """The lowest sample rate accepted under `features.low_rate`: any (0) when low rates are upsampled."""
     if low_rate not in LOW_RATE_CHOICES:
-        from bljust.config import ConfigError
-
         raise ConfigError(f"features.low_rate={low_rate!r}: expected one of {', '.join(LOW_RATE_CHOICES)}")
-    return sample_rate if low_rate == "refuse" else 0
+    return sample_rate if low_rate == LowRate.refuse else 0
 
 
 def check_header(path: Path, frames: int, rate: int, channels: int, min_rate: int,
