@@ -23,17 +23,11 @@ from pathlib import Path
 import yaml
 
 from bljust.tracking.metrics import read_metrics
+from bljust.tracking.run_config import flatten
 
 JOINT, EXPLORE = 1.0, 0.0  # the `phase` value BL-JUST logs (2.0 = the final CTC fine-tune)
 WATCHED = ("optim.lr", "method.encoder_lr", "method.explore", "method.explore_first", "method.gamma_max",
            "method.ramp_length", "method.finetune", "method.joint_schedule", "objective.unsup", "train.max_steps")
-
-
-def flatten(d: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for k, v in d.items():
-        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 def bljust_runs(paths: list[Path]) -> list[Path]:
