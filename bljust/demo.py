@@ -6,8 +6,9 @@ Builds the demo corpus if it is missing, trains every method of an experiment (o
 in conf/experiment/<experiment>/, each at the same compute budget in C, written there), scores each final
 checkpoint on dev and test, and writes the comparison: ROOT/report.md (method x split WER/CER,
 mean ± sd over seeds, supervised updates, training minutes) and ROOT/report.html (self-contained,
-plots embedded). Runs go two at a time on one thread each (`--jobs`), the way a 2-core machine is
-used best by models this small. Extra arguments are Hydra overrides given to every run (corpus
+plots embedded). Runs share the cores on one thread each, as many at a time as finishes soonest
+(`balanced_jobs`: five runs on 2 cores go three at a time, so no core idles while the last run
+trains alone); `--jobs` sets it. Extra arguments are Hydra overrides given to every run (corpus
 sizes, `model=small`, `logging.wandb=online`, ...). A second identical command resumes: finished
 runs are kept, a killed one continues from its last checkpoint. While runs train, each run's output
 goes to ROOT/<method>/seed<n>/demo.log and the console shows the live view (bljust/reporting/live.py):
@@ -31,7 +32,7 @@ from bljust.cli import CONF_DIR
 from bljust.methods import METHODS
 from bljust.reporting.live import LiveView
 
-# longest first: shorter makespan when runs go two at a time
+# longest first: a shorter makespan when runs wait for a free slot
 ORDER = ("pseudo_label", "bljust", "just", "ptft", "supervised")
 
 
@@ -54,6 +55,17 @@ def method_list(text: str) -> list[str]:
         if m not in METHODS:
             raise argparse.ArgumentTypeError(f"unknown method {m!r}; choose from {', '.join(sorted(METHODS))}")
     return methods
+
+
+def balanced_jobs(runs: int, cpus: int) -> int:
+    """How many of `runs` equally long single-thread runs to start at a time on `cpus` cores so the
+    last one ends soonest: the fewest such jobs (less memory) among the best. With more jobs than
+    cores the runs share them, so a wave of j runs takes j / cpus run-lengths; the last, partial
+    wave takes at least one run-length however many cores it has."""
+    def makespan(j: int) -> float:
+        full, rest = divmod(runs, j)
+        return full * max(1.0, j / cpus) + (max(1.0, rest / cpus) if rest else 0.0)
+    return min(range(max(1, min(cpus, runs)), max(runs, 1) + 1), key=lambda j: (makespan(j), j))
 
 
 def run_one(method: str, seed: int, args: argparse.Namespace, env: dict[str, str],
@@ -88,22 +100,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int_list, default=[0], help="e.g. 0,1")
     ap.add_argument("--methods", type=method_list, default=None, help="e.g. ptft,bljust (default: every method of the experiment)")
     ap.add_argument("--root", type=Path, default=Path("runs/demo_all"))
-    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs at a time")
+    ap.add_argument("--jobs", type=int, default=None, help="runs at a time (default: balanced_jobs)")
     ap.add_argument("--live-every", type=float, default=20.0,
                     help="seconds between the live view's lines on the running runs (default: 20)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model=small")
     args = ap.parse_args(argv)
     start = time.time()
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_SILENT": "true"}
     py = sys.executable
-    # the corpus, manifests, CMVN and tokenizer once, before the runs share them
-    rc = subprocess.call([py, "-m", "bljust.prepare", "recipe=demo", *args.overrides], env=env)
+    methods = [m for m in experiment_methods(args.experiment) if args.methods is None or m in args.methods]
+    jobs = [(m, s) for s in args.seeds for m in methods]
+    cpus = os.cpu_count() or 1
+    args.jobs = args.jobs or balanced_jobs(len(jobs), cpus)
+    threads = max(1, cpus // args.jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_SILENT": "true"}
+    # the corpus, manifests, CMVN and tokenizer once, before the runs share them; composed with an
+    # experiment file, since the experiment sets the corpus sizes (the same for all its methods)
+    rc = subprocess.call([py, "-m", "bljust.prepare", f"+experiment={args.experiment}/{methods[0]}",
+                          *args.overrides], env=env)
     if rc:
         print(f"demo: prepare failed (exit {rc})", file=sys.stderr)
         return rc
-    methods = [m for m in experiment_methods(args.experiment) if args.methods is None or m in args.methods]
-    jobs = [(m, s) for s in args.seeds for m in methods]
     print(f"demo: {len(jobs)} runs of conf/experiment/{args.experiment}/, {args.jobs} at a time x {threads} thread(s), "
           f"under {args.root}", flush=True)
     failed = []

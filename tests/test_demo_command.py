@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bljust.cli import compose_config
-from bljust.demo import experiment_methods
+from bljust.demo import balanced_jobs, experiment_methods
 from bljust.methods import METHODS
 from tests.conftest import small_overrides
 
@@ -43,6 +43,15 @@ def test_every_method_of_an_experiment_gets_the_same_compute_budget(experiment):
     assert set(methods) == set(METHODS)
     budgets = {m: _c(experiment, m) for m in methods}
     assert max(budgets.values()) <= 1.0 * min(budgets.values()) / 0.98, budgets
+
+
+def test_the_demo_starts_as_many_runs_at_a_time_as_end_soonest():
+    # five equal runs on 2 cores: 2 at a time leaves one core idle for the fifth run (3 run-lengths),
+    # 3 at a time keeps both busy (1.5 + 1 = 2.5); an even count goes one per core
+    assert balanced_jobs(5, 2) == 3
+    assert balanced_jobs(4, 2) == 2 and balanced_jobs(10, 2) == 2
+    assert balanced_jobs(3, 2) == 3  # 1.5 run-lengths, not 2
+    assert balanced_jobs(5, 16) == 5 and balanced_jobs(5, 1) == 1 and balanced_jobs(1, 2) == 1
 
 
 @pytest.mark.e2e
