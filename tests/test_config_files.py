@@ -58,12 +58,12 @@ def test_yaml_sets_only_values_that_differ_from_the_defaults(path):
     root, prefix = _root_for(path)
     data = yaml.safe_load(path.read_text()) or {}
     parents = {}  # a file built on a sibling (librispeech_10min on _10h) restates what differs from it
-    if path.parent.parent.name == "experiment" or path.parent.name == "experiment":
-        # an experiment composes over the entry config's recipe (demo), which moves some defaults
+    if path.relative_to(CONF_DIR).parts[0] == "experiment":
+        # an experiment composes over the entry config's default recipe, which moves some defaults
         # (train.ckpt_every, monitor.every_steps): restating a dataclass default the recipe changed
         # is needed, restating the recipe's own value is not; each method's budget (train.max_steps)
         # is stated in its file whatever the recipe's
-        recipe = yaml.safe_load((CONF_DIR / "recipe" / "demo.yaml").read_text()) or {}
+        recipe = yaml.safe_load((CONF_DIR / "recipe" / f"{_entry_recipe()}.yaml").read_text()) or {}
         parents.update({tuple(k): v for k, v in _leaves(recipe, prefix) if k != ["train", "max_steps"]})
     for entry in data.get("defaults", []):
         sibling = path.parent / f"{entry}.yaml" if isinstance(entry, str) else None
@@ -89,6 +89,12 @@ def test_yaml_sets_only_values_that_differ_from_the_defaults(path):
         if value == default or (hasattr(default, "value") and value == default.value):
             repeated.append(".".join(keys))
     assert not repeated, f"{path.relative_to(CONF_DIR)} repeats dataclass defaults: {repeated}"
+
+
+def _entry_recipe() -> str:
+    """The recipe conf/config.yaml composes when the command line names none."""
+    entries = yaml.safe_load((CONF_DIR / "config.yaml").read_text())["defaults"]
+    return next(e["recipe"] for e in entries if isinstance(e, dict) and "recipe" in e)
 
 
 def _method_of(data: dict, path: Path) -> str:
