@@ -57,7 +57,9 @@ FILES = sorted(p for p in CONF_DIR.rglob("*.yaml") if p.parent.name not in ("lau
 def test_yaml_sets_only_values_that_differ_from_the_defaults(path):
     root, prefix = _root_for(path)
     data = yaml.safe_load(path.read_text()) or {}
-    parents = {}  # a file built on a sibling (librispeech_10min on _10h) restates what differs from it
+    # a file built on another (librispeech_10min on _10h, scarce/common on bench/common) restates
+    # what differs from it, even where that is a dataclass default
+    parents = {}
     if path.relative_to(CONF_DIR).parts[0] == "experiment":
         # an experiment composes over the entry config's default recipe, which moves some defaults
         # (train.ckpt_every, monitor.every_steps): restating a dataclass default the recipe changed
@@ -66,8 +68,10 @@ def test_yaml_sets_only_values_that_differ_from_the_defaults(path):
         recipe = yaml.safe_load((CONF_DIR / "recipe" / f"{_entry_recipe()}.yaml").read_text()) or {}
         parents.update({tuple(k): v for k, v in _leaves(recipe, prefix) if k != ["train", "max_steps"]})
     for entry in data.get("defaults", []):
-        sibling = path.parent / f"{entry}.yaml" if isinstance(entry, str) else None
-        if sibling is not None and sibling.is_file():
+        if not isinstance(entry, str):
+            continue
+        sibling = CONF_DIR / f"{entry[1:]}.yaml" if entry.startswith("/") else path.parent / f"{entry}.yaml"
+        if sibling.is_file():
             parents.update({tuple(k): v for k, v in _leaves(yaml.safe_load(sibling.read_text()), prefix)})
     repeated = []
     for keys, value in _leaves(data, prefix):

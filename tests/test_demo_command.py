@@ -37,7 +37,7 @@ def _c(experiment: str, method: str, overrides: tuple[str, ...] = ()) -> float:
     return t  # pseudo_label: every update 1 C; the labelling passes (1/3 C each) come on top
 
 
-@pytest.mark.parametrize("experiment", ["demo", "smoke", "bench"])
+@pytest.mark.parametrize("experiment", ["demo", "smoke", "bench", "scarce"])
 def test_every_method_of_an_experiment_gets_the_same_compute_budget(experiment):
     methods = experiment_methods(experiment)
     assert set(methods) == set(METHODS)

@@ -126,14 +126,15 @@ def test_seeds_before_tuning_is_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "final").exists()
 
 
-def test_every_bench_trial_keeps_its_methods_compute():
-    plan = load_trials(CONF_DIR / "protocol" / "bench.yaml", "bench")
-    assert plan.count == 4 and set(plan.trials) == {"supervised", "just", "ptft", "bljust", "pseudo_label"}
+@pytest.mark.parametrize("group, count", [("bench", 4), ("scarce", 2)])
+def test_every_trial_of_a_group_keeps_its_methods_compute(group, count):
+    plan = load_trials(CONF_DIR / "protocol" / f"{group}.yaml", group)
+    assert plan.count == count and set(plan.trials) == {"supervised", "just", "ptft", "bljust", "pseudo_label"}
     assert plan.trials["bljust"][0] == []  # the authors' schedule as the experiment file scales it
     for method, trials in plan.trials.items():
-        budget = _c("bench", method)
-        assert [_c("bench", method, tuple(t)) for t in trials] == [budget] * 4, method
-        assert len({tuple(t) for t in trials}) == 4, method
+        budget = _c(group, method)
+        assert [_c(group, method, tuple(t)) for t in trials] == [budget] * count, method
+        assert len({tuple(t) for t in trials}) == count, method
 
 
 @pytest.mark.e2e
