@@ -66,7 +66,10 @@ def correlations(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return float(spearmanr(xs, ys).statistic), float(kendalltau(xs, ys).statistic)
 
 
-def bootstrap_rho(xs: list[float], ys: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+RHO_RESAMPLES = 2000
+
+
+def bootstrap_rho(xs: list[float], ys: list[float], resamples: int = RHO_RESAMPLES, seed: int = 0) -> tuple[float, float]:
     """95 % percentile interval of Spearman's rho, resampling runs with replacement (seeded, so a
     table is reproducible). Resamples with a constant side have no rho and are left out; NaN when
     fewer than 3 runs or most resamples have none."""
@@ -112,7 +115,7 @@ def analyse(runs: list[RunRecord], fractions: list[float]) -> list[dict[str, Any
 def markdown(rows: list[dict[str, Any]], fractions: list[float], target: str) -> str:
     head = ["signal"] + [f"{name} @{f:.0%}" for f in fractions for name in ("n", "Spearman ρ", "ρ 95 % CI", "Kendall τ")]
     lines = [f"Rank correlation with final {target} across runs (|ρ| near 1 = predictive; sign says which way; "
-             "the interval resamples runs, 2000 times).",
+             f"the interval resamples runs, {RHO_RESAMPLES} times).",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["signal"]]
