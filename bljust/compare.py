@@ -1,7 +1,8 @@
 """Compare finished runs from their own files (no network): a markdown table of method x split
 WER/CER, mean ± standard deviation over seeds, with each method's compute (C), supervised updates
 and training time, then paired bootstrap intervals of each method's test WER/CER difference
-against `supervised` and `ptft`, from the runs' hypotheses.
+against `supervised` and `ptft`, from the runs' hypotheses (of dev instead with --bootstrap-split dev,
+for discriminating runs that never score test).
 
     python -m bljust.compare RUNS... [--out table.md] [--html report.html] [--wer-json eval_last/wer.json]
 
@@ -35,7 +36,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--title", default=None, help="HTML report title (default: the runs folders)")
     ap.add_argument("--wer-json", default="wer.json", help="scores file inside each run (e.g. eval_last/wer.json)")
     ap.add_argument("--baselines", default=",".join(BASELINES), help="methods the others are tested against")
-    ap.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the test utterances")
+    ap.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the utterances")
+    ap.add_argument("--bootstrap-split", default="test",
+                    help="the splits the bootstrap compares, by name prefix: test (default; test, test+lm) "
+                         "or dev (discriminating runs, which score dev only)")
     ap.add_argument("--bootstrap-seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.resamples < 1:
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = collect(args.roots, args.wer_json)
         table = method_table(runs)
         differences = bootstrap_section(runs, tuple(b for b in args.baselines.split(",") if b),
-                                        args.resamples, args.bootstrap_seed)
+                                        args.resamples, args.bootstrap_seed, split_prefix=args.bootstrap_split)
     except UserError as err:
         print(f"error: {first_line(err)}", file=sys.stderr)
         return 1

@@ -165,3 +165,31 @@ def test_compare_reports_a_bad_hypotheses_file_in_one_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr == f"error: {tmp_path}/runs/bljust/seed0/hyps/test.txt:1: expected ID<TAB>REF<TAB>HYP, found 1 field(s)\n"
+
+
+def test_compare_bootstraps_dev_for_runs_that_never_scored_test(tmp_path):
+    """Discriminating runs score dev only: the default (test) has nothing to pair, --bootstrap-split dev
+    pairs their dev hypotheses."""
+    import json
+
+    rng = random.Random(7)
+    refs = sentences(60)
+    for method, p in (("supervised", 0.5), ("ptft", 0.1)):
+        run = tmp_path / "runs" / method / "seed0"
+        (run / "config.yaml").parent.mkdir(parents=True)
+        (run / "config.yaml").write_text("train:\n  seed: 0\n")
+        hyps = [garble(r, rng, p) for r in refs]
+        (run / "wer.json").write_text(json.dumps({"dev": {**error_rates(refs, hyps), "utterances": 60}}))
+        hyps_file(run / "hyps" / "dev.txt", refs, hyps)
+
+    def compare(*extra: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "bljust.compare", str(tmp_path / "runs"), *extra], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "Paired bootstrap" not in compare()
+    rows = [line for line in compare("--bootstrap-split", "dev").splitlines() if line.startswith("| ptft | supervised")]
+    assert len(rows) == 1 and "| dev | 60 |" in rows[0]
+    delta_wer = float(rows[0].split("|")[5].split()[0])
+    assert delta_wer < 0  # ptft's hypotheses were garbled less

@@ -98,9 +98,10 @@ def paired_bootstrap(a: Counts, b: Counts, resamples: int = 1000, seed: int = 0,
 
 
 def bootstrap_section(runs: list[Run], baselines: tuple[str, ...] = BASELINES, resamples: int = 1000,
-                      seed: int = 0, level: float = 0.95) -> str:
-    """Markdown: every method against each baseline present, on every test split both have hypotheses
-    for; "" when there is no baseline or no other method to compare."""
+                      seed: int = 0, level: float = 0.95, split_prefix: str = "test") -> str:
+    """Markdown: every method against each baseline present, on every split named `split_prefix...`
+    (test, test+lm) that both have hypotheses for; "" when there is no baseline or no other method to
+    compare. `split_prefix="dev"` is for discriminating runs, which never score test."""
     groups = by_label(runs)
     rows, missing = [], set()
     present = [b for b in baselines if b in groups]
@@ -109,7 +110,7 @@ def bootstrap_section(runs: list[Run], baselines: tuple[str, ...] = BASELINES, r
             if label == base or label in present[:i]:  # a mirror of a row already written
                 continue
             for split in sorted({s for r in rs for s in r.splits} & {s for r in groups[base] for s in r.splits}):
-                if not split.startswith("test"):
+                if not split.startswith(split_prefix):
                     continue
                 a_files, b_files = _hyps_files(rs, split, missing), _hyps_files(groups[base], split, missing)
                 if not a_files or not b_files:
@@ -121,7 +122,7 @@ def bootstrap_section(runs: list[Run], baselines: tuple[str, ...] = BASELINES, r
     if not rows and not missing:
         return ""
     pct = f"{100 * level:g} %"
-    lines = [f"Paired bootstrap over test utterances ({resamples} resamples, seed {seed}; each method's "
+    lines = [f"Paired bootstrap over {split_prefix} utterances ({resamples} resamples, seed {seed}; each method's "
              f"seeds pooled per utterance): corpus error rate of the method minus the baseline's, in points, "
              f"with its {pct} interval; negative means fewer errors. P(lower): share of resamples in which the "
              "method's rate is below the baseline's.", ""]
