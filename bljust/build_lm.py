@@ -4,8 +4,9 @@
     python -m bljust.build_lm text=demo out=data/demo/lm/3gram.arpa
 
 text=FILE is one sentence per line, normalised as transcripts are. text=demo is the demo corpus's
-own text source (the fortune sentences it speaks) without its dev and test reserves, a separate
-text corpus as LibriSpeech's LM corpus is. exclude= lists folders (LibriSpeech layout), tables or
+own text source (the fortune sentences it speaks) without the dev and test sentences of any demo
+corpus whose dev and test splits are at most 30 minutes long (the bench's are 15), a separate text
+corpus as LibriSpeech's LM corpus is. exclude= lists folders (LibriSpeech layout), tables or
 CutSets whose transcripts are removed from the text. Writes an ARPA file.
 """
 

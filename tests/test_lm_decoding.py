@@ -144,6 +144,24 @@ def test_the_demo_lm_text_holds_no_dev_or_test_sentence(demo_root):
     assert set(text) <= set(source) and len(text) > 0.9 * len(source)  # the rest of the source is
 
 
+def test_the_demo_lm_text_holds_out_the_bench_and_scarce_dev_and_test_sentences():
+    """`build_lm text=demo` knows no corpus: the 15-minute dev/test splits of the bench and label-scarce
+    corpora (conf/experiment/bench/common.yaml) reach past the default spec's reserves, and once
+    leaked 48 of their sentences into the LM text."""
+    from bljust.data.demo_corpus import LM_HELD_OUT_MINUTES, DemoCorpusSpec, load_sentences, partition_sentences
+    from bljust.data.demo_corpus import lm_sentences as demo_lm_sentences
+
+    text = set(demo_lm_sentences(DemoCorpusSpec()))
+    source = load_sentences(0)
+    for minutes in (10.0, 15.0, LM_HELD_OUT_MINUTES):
+        spec = DemoCorpusSpec(train_minutes=15.0, unlabelled_minutes=480.0, dev_minutes=minutes, test_minutes=minutes)
+        pools = partition_sentences(source, spec)
+        assert pools["dev"] and pools["test"] and not (set(pools["dev"]) | set(pools["test"])) & text
+    longer = DemoCorpusSpec(dev_minutes=2 * LM_HELD_OUT_MINUTES, test_minutes=2 * LM_HELD_OUT_MINUTES)
+    pools = partition_sentences(source, longer)  # a spec with longer splits holds out its own reserves
+    assert not (set(pools["dev"]) | set(pools["test"])) & set(demo_lm_sentences(longer))
+
+
 @pytest.mark.e2e
 def test_evaluate_and_transcribe_with_beam_and_lm(small_checkpoint, demo_root, tmp_path):
     corpus = demo_root / "corpus"
