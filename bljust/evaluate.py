@@ -7,7 +7,10 @@
 Prints WER and CER and writes `hyps/<split>.txt` and `wer.json` beside the checkpoint's run (or
 to out=DIR): the layout of the trainer's own final scores, so a report reads either the same way.
 Beam search with an LM scores under `<split>+lm` (`hyps/<split>+lm.txt`), next to the greedy
-`<split>` entry in the same wer.json.
+`<split>` entry in the same wer.json. With tune_on=dev the LM weight and word score are chosen on
+dev first (a fixed grid; dev+lm records the winner), then used on split=:
+
+    python -m bljust.evaluate ckpt=PATH split=test decode=beam lm=lm/3gram.arpa tune_on=dev
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from bljust.data.features import Cmvn
 from bljust.data.manifests import ManifestError, load_cuts
 from bljust.data.tokenizer import Tokenizer
 from bljust.decoding.options import DECODE_KEYS, DecodeOptions, Decoder, greedy_decoder, make_decoder
+from bljust.errors import UserError
 from bljust.models.asr import AsrModel
 from bljust.scoring import error_rates
 from bljust.tracking.disk import write_text_atomic
@@ -36,6 +40,8 @@ KEYS = {
     "out": "folder for hyps/<split>.txt and wer.json (default: the run's eval/)",
     "device": "cpu | cuda (default: cuda when available)",
     **DECODE_KEYS,
+    "tune_on": "a split (e.g. dev) on which lm_weight and word_score are chosen first, over a fixed grid, "
+               "then used on split= (beam)",
 }
 
 
@@ -184,39 +190,87 @@ def split_cuts(cfg: dict, split: str | None, data: str | None,
     return data_cuts(data, feat["max_utt_seconds"], cfg.get("text"), counts, min_rate), Path(data).name.split(".")[0]
 
 
-def evaluate(ckpt: str | Path, split: str | None = None, data: str | None = None, out: str | Path | None = None,
-             device: str | None = None, opts: DecodeOptions | None = None) -> tuple[str, dict[str, Any], Path]:
-    """Score checkpoint `ckpt` (or an exported .onnx model) on `split` (or `data`) with the
-    decoding `opts` (greedy by default).
+# The grid `tune_on=` searches (and tools/tune_lm.py by default): the same for every run it tunes.
+LM_WEIGHTS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 3.0)
 
-    Adds the rates to `out`/wer.json under `<name><opts.label>` (e.g. `test`, `test+lm`) and writes
-    that name's hyp file beside it; returns (that name, rates, the wer.json). `out` defaults to the
-    run's eval/.
-    """
-    opts = opts or DecodeOptions()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() and Path(ckpt).suffix != ".onnx" else "cpu"))
-    model, tokenizer, cmvn, cfg = load_for_inference(ckpt, dev)
-    decoder = make_decoder(tokenizer, opts)  # before the forward passes: a bad LM fails at once
-    counts: dict[str, Any] = {}
-    cuts, name = split_cuts(cfg, split, data, counts)
-    results = transcribe_cuts(model, cuts, eval_dataset(cfg, cmvn, tokenizer), tokenizer, dev, decoder=decoder)
-    if not results:
-        raise ManifestError(f"{name}: no usable utterance to score")
-    rates = {**score(results), **counts}
-    name += opts.label
-    out = Path(out) if out is not None else Path(ckpt).resolve().parent.parent / "eval"
+
+def tune_lm_weights(batches: list[Emissions], beam: Any, lm_weights: Iterable[float] = LM_WEIGHTS,
+                    word_scores: Iterable[float] = WORD_SCORES, report: Any = None
+                    ) -> tuple[dict[str, float], list[dict[str, float]], list[tuple[str, str | None, str]]]:
+    """Decode the same emissions at every (lm_weight, word_score) of the grid with `beam` (a
+    BeamSearchDecoder); the point with the lowest WER, then CER, wins and `beam` keeps its weights.
+    Returns (best point, every point, the best point's transcripts); `report` sees each point."""
+    grid, best, best_results = [], None, []
+    word_scores = list(word_scores)
+    for lm_weight in lm_weights:
+        for word_score in word_scores:
+            beam.set_weights(lm_weight, word_score)
+            results = decode_all(batches, beam)
+            rates = score(results)
+            point = {"lm_weight": lm_weight, "word_score": word_score, "wer": rates["wer"], "cer": rates["cer"]}
+            grid.append(point)
+            if report is not None:
+                report(point)
+            if best is None or (point["wer"], point["cer"]) < (best["wer"], best["cer"]):
+                best, best_results = point, results
+    if best is None:
+        raise UserError("tuning the LM weights: the grid is empty")
+    beam.set_weights(best["lm_weight"], best["word_score"])
+    return best, grid, best_results
+
+
+def record(out: Path, name: str, results: list[tuple[str, str | None, str]], rates: dict[str, Any]) -> Path:
+    """`name`'s hyp file and its entry in out/wer.json (other entries kept); the wer.json."""
     out.mkdir(parents=True, exist_ok=True)
     write_hyps(results, out / "hyps" / f"{name}.txt")
     wer_path = out / "wer.json"
     table = json.loads(wer_path.read_text()) if wer_path.is_file() else {}
     table[name] = rates
     write_text_atomic(wer_path, json.dumps(table, indent=1))
-    return name, rates, wer_path
+    return wer_path
+
+
+def evaluate(ckpt: str | Path, split: str | None = None, data: str | None = None, out: str | Path | None = None,
+             device: str | None = None, opts: DecodeOptions | None = None,
+             tune_on: str | None = None) -> tuple[str, dict[str, Any], Path]:
+    """Score checkpoint `ckpt` (or an exported .onnx model) on `split` (or `data`) with the
+    decoding `opts` (greedy by default).
+
+    Adds the rates to `out`/wer.json under `<name><opts.label>` (e.g. `test`, `test+lm`) and writes
+    that name's hyp file beside it; returns (that name, rates, the wer.json). `out` defaults to the
+    run's eval/. With `tune_on` (a split of the recipe, e.g. dev) beam search's lm_weight and
+    word_score are first chosen on that split over the LM_WEIGHTS x WORD_SCORES grid, recorded
+    under `<tune_on><opts.label>` with the chosen pair, and then used, unchanged, on `split`.
+    """
+    opts = opts or DecodeOptions()
+    if tune_on and opts.decode != "beam":
+        raise UserError(f"tune_on={tune_on}: only beam search has weights to tune (add decode=beam lm=PATH)")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() and Path(ckpt).suffix != ".onnx" else "cpu"))
+    model, tokenizer, cmvn, cfg = load_for_inference(ckpt, dev)
+    decoder = make_decoder(tokenizer, opts)  # before the forward passes: a bad LM fails at once
+    dataset = eval_dataset(cfg, cmvn, tokenizer)
+    out = Path(out) if out is not None else Path(ckpt).resolve().parent.parent / "eval"
+    chosen: dict[str, Any] = {}
+    if tune_on:
+        tune_counts: dict[str, Any] = {}
+        tune_cuts, tune_name = split_cuts(cfg, tune_on, None, tune_counts)
+        best, _, tune_results = tune_lm_weights(list(emissions(model, tune_cuts, dataset, dev)), decoder,
+                                                LM_WEIGHTS, WORD_SCORES)
+        chosen = {"lm_weight": best["lm_weight"], "word_score": best["word_score"], "tuned_on": tune_name}
+        record(out, tune_name + opts.label, tune_results, {**score(tune_results), **tune_counts, **chosen})
+    counts: dict[str, Any] = {}
+    cuts, name = split_cuts(cfg, split, data, counts)
+    results = transcribe_cuts(model, cuts, dataset, tokenizer, dev, decoder=decoder)
+    if not results:
+        raise ManifestError(f"{name}: no usable utterance to score")
+    rates = {**score(results), **counts, **chosen}
+    name += opts.label
+    return name, rates, record(out, name, results, rates)
 
 
 def main(argv: list[str] | None = None) -> None:
     from bljust.cli import fail, parse_command
-    from bljust.errors import UserError
 
     try:
         kv, rest = parse_command(sys.argv[1:] if argv is None else argv, __doc__, KEYS)
@@ -224,7 +278,9 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError("usage: python -m bljust.evaluate ckpt=PATH (split=NAME | data=PATH) [out=DIR] "
                             "[decode=beam lm=PATH ...] (--help for the keys)")
         name, rates, wer_path = evaluate(kv["ckpt"], kv.get("split"), kv.get("data"), kv.get("out"),
-                                         kv.get("device"), DecodeOptions.from_kv(kv))
+                                         kv.get("device"), DecodeOptions.from_kv(kv), kv.get("tune_on"))
+        if "tuned_on" in rates:
+            print(f"{rates['tuned_on']}: chose lm_weight={rates['lm_weight']:g} word_score={rates['word_score']:g}")
         skipped = sum(rates.get("skipped", {}).values())
         print(f"{name}: WER {rates['wer']:.2f} %  CER {rates['cer']:.2f} %  ({rates['utterances']} utterances"
               + (f"; {skipped} left out, see {wer_path}" if skipped else "") + ")")

@@ -13,12 +13,12 @@ COMMANDS = {
     "bljust.prepare": ["python -m bljust.prepare recipe=demo", "recipe:", "features:", "low_rate: upsample",
                        "tokenizer:"],
     "bljust.evaluate": ["python -m bljust.evaluate ckpt=", "keys:", "ckpt", "split", "data", "out", "decode",
-                        "beam_size", "lm_weight", "word_score", "lexicon"],
+                        "beam_size", "lm_weight", "word_score", "lexicon", "tune_on"],
     "bljust.transcribe": ["python -m bljust.transcribe ckpt=PATH", "keys:", "ckpt", "device", "decode", "lm"],
     "bljust.build_lm": ["python -m bljust.build_lm text=", "keys:", "text", "out", "order", "exclude", "smoothing"],
     "bljust.export": ["python -m bljust.export ckpt=", "keys:", "ckpt", "out", "opset"],
     "bljust.demo": ["usage:", "--experiment", "--seeds", "--methods"],
-    "bljust.protocol": ["usage:", "--group", "--phase", "--jobs", "--methods", "--seeds", "--dry-run"],
+    "bljust.protocol": ["usage:", "--group", "--phase", "--jobs", "--methods", "--seeds", "--lm", "--dry-run"],
 }
 
 

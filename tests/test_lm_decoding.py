@@ -201,3 +201,37 @@ def test_evaluate_and_transcribe_with_beam_and_lm(small_checkpoint, demo_root, t
     r = subprocess.run([sys.executable, "-c", block, f"ckpt={small_checkpoint}", "decode=beam", f"lm={lm}",
                         str(flac)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and r.stderr.strip() == "error: decode=beam needs flashlight-text: pip install bljust[lm]"
+
+
+@pytest.mark.e2e
+def test_evaluate_chooses_the_lm_weights_on_dev_then_uses_them_on_test(small_checkpoint, tmp_path, monkeypatch):
+    """tune_on=dev: the pair with the lowest dev WER (then CER; the first on a tie) over the grid,
+    recorded under dev+lm, and test+lm decoded with exactly that pair."""
+    import bljust.evaluate as ev
+    from bljust.data.demo_corpus import DemoCorpusSpec
+    from bljust.data.demo_corpus import lm_sentences as demo_lm_sentences
+
+    lm = build_arpa(demo_lm_sentences(DemoCorpusSpec())[:4000], tmp_path / "demo.arpa", order=2)
+    monkeypatch.setattr(ev, "LM_WEIGHTS", (0.5, 3.0))  # word scores far apart: this head is random
+    monkeypatch.setattr(ev, "WORD_SCORES", (-10.0, 10.0))
+    grid = {}
+    for lm_weight in ev.LM_WEIGHTS:
+        for word_score in ev.WORD_SCORES:
+            opts = DecodeOptions("beam", beam_size=10, lm=str(lm), lm_weight=lm_weight, word_score=word_score)
+            _, rates, _ = ev.evaluate(small_checkpoint, "dev", out=tmp_path / f"fixed{lm_weight}_{word_score}", opts=opts)
+            grid[lm_weight, word_score] = (rates["wer"], rates["cer"])
+    assert len(set(grid.values())) > 1  # the grid's points decode differently: the choice means something
+    chosen = min(grid, key=grid.get)  # min keeps the first of equal keys, as the tuning does
+    name, rates, wer_json = ev.evaluate(small_checkpoint, "test", out=tmp_path / "tuned", opts=DecodeOptions(
+        "beam", beam_size=10, lm=str(lm)), tune_on="dev")
+    table = json.loads(wer_json.read_text())
+    assert name == "test+lm" and set(table) == {"dev+lm", "test+lm"}
+    assert (table["dev+lm"]["lm_weight"], table["dev+lm"]["word_score"]) == chosen
+    assert (table["dev+lm"]["wer"], table["dev+lm"]["cer"]) == grid[chosen]
+    assert table["test+lm"]["tuned_on"] == "dev" and (rates["lm_weight"], rates["word_score"]) == chosen
+    _, fixed, _ = ev.evaluate(small_checkpoint, "test", out=tmp_path / "fixed_test", opts=DecodeOptions(
+        "beam", beam_size=10, lm=str(lm), lm_weight=chosen[0], word_score=chosen[1]))
+    assert (fixed["wer"], fixed["cer"]) == (rates["wer"], rates["cer"])
+    assert (tmp_path / "tuned" / "hyps" / "dev+lm.txt").is_file() and (tmp_path / "tuned" / "hyps" / "test+lm.txt").is_file()
+    with pytest.raises(UserError, match="tune_on=dev: only beam search"):
+        ev.evaluate(small_checkpoint, "test", out=tmp_path / "greedy", tune_on="dev")

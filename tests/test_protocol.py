@@ -45,6 +45,12 @@ def test_unequal_trial_counts_are_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_missing_lm_is_refused_in_one_line_before_anything_runs(tmp_path, capsys):
+    err = _error(capsys, ["--group", "smoke", "--root", str(tmp_path / "r"), "--lm", str(tmp_path / "no.arpa")])
+    assert err == f"error: --lm {tmp_path / 'no.arpa'}: file not found\n"
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("trial, expected", [
     (["train.seed=3"], "trials.just[1]: train.seed is set by the protocol itself"),
     (["eval.score_test=true"], "trials.just[1]: eval.score_test is set by the protocol itself"),
@@ -180,6 +186,22 @@ def test_protocol_end_to_end_on_the_smoke_group(demo_root, tmp_path):
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("finished, skipped") == 8 and "choices frozen in" in again.stdout
     assert json.loads((root / "choices.json").read_text())["methods"] == choices
+    # --lm: every final run also scored with beam search + the LM, its weights chosen on its own dev
+    from bljust.data.demo_corpus import DemoCorpusSpec, lm_sentences
+    from bljust.decoding.lm import build_arpa
+
+    lm = build_arpa(lm_sentences(DemoCorpusSpec())[:2000], tmp_path / "lm.arpa", order=2)
+    with_lm = subprocess.run([*cmd, "--phase", "test", "--lm", str(lm)], capture_output=True, text=True, timeout=300)
+    assert with_lm.returncode == 0, with_lm.stdout + with_lm.stderr
+    assert with_lm.stdout.count("+lm done") == 4
+    for run in root.glob("final/*/seed*"):
+        scores = json.loads((run / "wer.json").read_text())
+        assert {"dev", "test", "dev+lm", "test+lm"} <= set(scores), run
+        assert scores["test+lm"]["tuned_on"] == "dev"
+        assert (scores["test+lm"]["lm_weight"], scores["test+lm"]["word_score"]) == \
+            (scores["dev+lm"]["lm_weight"], scores["dev+lm"]["word_score"])
+    report = (root / "report.md").read_text()
+    assert "| test+lm WER |" in report and "| just | supervised | test+lm |" in report
 
 
 def _get(config: dict, key: str):

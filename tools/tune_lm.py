@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from bljust.decoding.options import DecodeOptions, greedy_decoder, make_decoder
-from bljust.evaluate import decode_all, emissions, eval_dataset, load_model, score, split_cuts
+from bljust.evaluate import (LM_WEIGHTS, WORD_SCORES, decode_all, emissions, eval_dataset, load_model, score,
+                             split_cuts, tune_lm_weights)
 from bljust.tracking.checkpoint import load_checkpoint
 
 
@@ -40,8 +41,8 @@ def main() -> None:
     ap.add_argument("--lexicon")
     ap.add_argument("--dev", default="dev")
     ap.add_argument("--test", default="test")
-    ap.add_argument("--lm-weights", type=floats, default=floats("0.5,1,1.5,2,2.5,3"))
-    ap.add_argument("--word-scores", type=floats, default=floats("-1,0,1,2,3"))
+    ap.add_argument("--lm-weights", type=floats, default=list(LM_WEIGHTS))
+    ap.add_argument("--word-scores", type=floats, default=list(WORD_SCORES))
     ap.add_argument("--beam-size", type=int, default=50)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -53,16 +54,9 @@ def main() -> None:
     greedy = greedy_decoder(tokenizer)
 
     dev = list(emissions(model, split_cuts(cfg, args.dev, None)[0], dataset, device))
-    grid = []
-    for lm_weight in args.lm_weights:
-        for word_score in args.word_scores:
-            beam.set_weights(lm_weight, word_score)
-            rates = score(decode_all(dev, beam))
-            grid.append({"lm_weight": lm_weight, "word_score": word_score, "wer": rates["wer"], "cer": rates["cer"]})
-            print(f"dev lm_weight={lm_weight:g} word_score={word_score:g}: WER {rates['wer']:.2f} CER {rates['cer']:.2f}",
-                  flush=True)
-    best = min(grid, key=lambda g: (g["wer"], g["cer"]))
-    beam.set_weights(best["lm_weight"], best["word_score"])
+    best, grid, _ = tune_lm_weights(dev, beam, args.lm_weights, args.word_scores, report=lambda p: print(
+        f"dev lm_weight={p['lm_weight']:g} word_score={p['word_score']:g}: WER {p['wer']:.2f} CER {p['cer']:.2f}",
+        flush=True))
 
     test_cuts = split_cuts(cfg, args.test, None)[0]
     start = time.perf_counter()

@@ -14,7 +14,10 @@ seeds: each method's chosen trial at every seed into ROOT/final/<method>/seed<s>
        checkpoint; the other seeds are fresh runs.
 test:  checks that every final run scored test, then writes ROOT/report.md: the tuning table and
        python -m bljust.compare over ROOT/final (mean ± sd over seeds, compute C, paired bootstrap
-       intervals against supervised and ptft).
+       intervals against supervised and ptft). With --lm LM.arpa every final run is first also
+       scored with beam search and that word n-gram LM, its lm_weight and word_score chosen on dev
+       over one fixed grid (the same for every run: bljust.evaluate tune_on=dev), so the report
+       has test+lm beside greedy test; greedy WERs near 100 % compare nothing.
 
 Each run is `python -m bljust.train +experiment=<group>/<method> [overrides] <trial overrides>
 train.seed=S eval.score_test=... run_dir=...`: the extra overrides (corpus paths, model size) go to
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--methods", default=None, help="a subset of the trial file's methods, e.g. supervised,bljust")
     ap.add_argument("--phase", choices=PHASES, default="all")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the final runs (default 0,1,2)")
+    ap.add_argument("--lm", type=Path, default=None,
+                    help="word n-gram LM (ARPA or KenLM binary): the test phase also scores test+lm, weights chosen on dev")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model=small")
     args = ap.parse_args(argv)
@@ -134,6 +140,20 @@ def execute(jobs: list[Job], args: argparse.Namespace, phase: str, plan: TrialPl
                             f"see its protocol.log, then run the same command again to resume")
 
 
+def lm_jobs(finals: list[Job], lm: Path) -> list[Job]:
+    """Per final run and test split of its recipe: beam search with `lm`, weights chosen on dev
+    (`bljust.evaluate tune_on=dev`), into the run's own wer.json and hyps/ beside greedy's."""
+    jobs = []
+    for j in finals:
+        tests = [split_name(t) for t in yaml.safe_load((j.run_dir / "config.yaml").read_text())["recipe"]["test"]]
+        # one job per run, its splits one after another: each evaluate rewrites the run's wer.json
+        cmds = [[sys.executable, "-m", "bljust.evaluate", f"ckpt={j.run_dir / 'checkpoints' / 'best.pt'}",
+                 f"split={t}", f"out={j.run_dir}", "decode=beam", f"lm={lm}", "tune_on=dev"] for t in tests]
+        jobs.append(Job(f"{j.name}+lm", j.run_dir, ["sh", "-c", " && ".join(shlex.join(c) for c in cmds)],
+                        done=f"hyps/{tests[-1]}+lm.txt"))
+    return jobs
+
+
 def check_test_scored(jobs: list[Job]) -> None:
     """Each final run finished and its wer.json scores every test split of its recipe."""
     for j in jobs:
@@ -161,6 +181,8 @@ def write_report(args: argparse.Namespace, plan: TrialPlan, choices: dict[str, A
 
 def run_protocol(args: argparse.Namespace) -> None:
     check_overrides("command line", args.overrides)
+    if args.lm is not None and not args.lm.is_file():
+        raise ProtocolError(f"--lm {args.lm}: file not found")
     plan = load_trials(args.trials, args.group)
     methods = pick_methods(plan, args.methods)
     check_composes(plan, methods, args.overrides)
@@ -178,9 +200,12 @@ def run_protocol(args: argparse.Namespace) -> None:
                 reuse_tuning_run(tune_dir(args.root, m, c["trial"]), args.root / "final" / m / f"seed{TUNE_SEED}")
         execute(finals, args, "seeds", plan, methods)
     if args.phase in ("test", "all") and args.dry_run:
-        print(f"# phase test: check that the {len(finals)} final runs scored test, write {args.root / 'report.md'}")
+        lm = f", score each on test+lm with {args.lm} (weights chosen on dev)" if args.lm is not None else ""
+        print(f"# phase test: check that the {len(finals)} final runs scored test{lm}, write {args.root / 'report.md'}")
     elif args.phase in ("test", "all"):
         check_test_scored(finals)
+        if args.lm is not None:
+            execute(lm_jobs(finals, args.lm), args, "test+lm", plan, methods)
         print(f"protocol: report -> {write_report(args, plan, choices)}", flush=True)
 
 

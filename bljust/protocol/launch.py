@@ -1,5 +1,6 @@
-"""Training runs as subprocesses, N at a time, each resumable: a run whose folder holds wer.json
-is finished and skipped; any other is (re)started, and the trainer resumes it from its checkpoint."""
+"""Training runs (and LM scorings) as subprocesses, N at a time, each resumable: a run whose folder
+holds wer.json (a scoring: its hyps file) is finished and skipped; any other is (re)started, and
+the trainer resumes it from its checkpoint."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ class Job:
     name: str  # the run folder relative to the protocol root, e.g. tune/bljust/t0
     run_dir: Path
     cmd: list[str]
+    done: str = "wer.json"  # the file, inside run_dir, whose presence says the job is finished
 
     @property
     def finished(self) -> bool:
-        return (self.run_dir / "wer.json").is_file()
+        return (self.run_dir / self.done).is_file()
 
 
 def show(job: Job) -> str:
