@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from lhotse import CutSet
@@ -196,7 +196,7 @@ WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 3.0)
 
 
 def tune_lm_weights(batches: list[Emissions], beam: Any, lm_weights: Iterable[float] = LM_WEIGHTS,
-                    word_scores: Iterable[float] = WORD_SCORES, report: Any = None
+                    word_scores: Iterable[float] = WORD_SCORES, report: Callable[[dict], None] | None = None
                     ) -> tuple[dict[str, float], list[dict[str, float]], list[tuple[str, str | None, str]]]:
     """Decode the same emissions at every (lm_weight, word_score) of the grid with `beam` (a
     BeamSearchDecoder); the point with the lowest WER, then CER, wins and `beam` keeps its weights.

@@ -141,8 +141,9 @@ def execute(jobs: list[Job], args: argparse.Namespace, phase: str, plan: TrialPl
 
 
 def lm_jobs(finals: list[Job], lm: Path) -> list[Job]:
-    """Per final run and test split of its recipe: beam search with `lm`, weights chosen on dev
-    (`bljust.evaluate tune_on=dev`), into the run's own wer.json and hyps/ beside greedy's."""
+    """One job per final run: each test split of its recipe decoded by beam search with `lm`, the
+    weights chosen on dev (`bljust.evaluate tune_on=dev`), into the run's own wer.json and hyps/
+    beside greedy's."""
     jobs = []
     for j in finals:
         tests = [split_name(t) for t in yaml.safe_load((j.run_dir / "config.yaml").read_text())["recipe"]["test"]]
