@@ -45,6 +45,15 @@ def test_unequal_trial_counts_are_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_lm_weights_are_tuned_on_the_dev_split_matching_each_test_split():
+    from bljust.protocol.__main__ import tuning_split
+
+    librispeech = ["dev-clean", "dev-other"]
+    assert [tuning_split(t, librispeech) for t in ("test-clean", "test-other")] == librispeech
+    assert tuning_split("test", ["dev"]) == "dev"
+    assert tuning_split("acme_eval", ["acme_dev", "dev2"]) == "acme_dev"  # no twin: the first dev split
+
+
 def test_a_missing_lm_is_refused_in_one_line_before_anything_runs(tmp_path, capsys):
     err = _error(capsys, ["--group", "smoke", "--root", str(tmp_path / "r"), "--lm", str(tmp_path / "no.arpa")])
     assert err == f"error: --lm {tmp_path / 'no.arpa'}: file not found\n"

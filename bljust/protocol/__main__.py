@@ -16,7 +16,8 @@ test:  checks that every final run scored test, then writes ROOT/report.md: the 
        python -m bljust.compare over ROOT/final (mean ± sd over seeds, compute C, paired bootstrap
        intervals against supervised and ptft). With --lm LM.arpa every final run is first also
        scored with beam search and that word n-gram LM, its lm_weight and word_score chosen on dev
-       over one fixed grid (the same for every run: bljust.evaluate tune_on=dev), so the report
+       over one fixed grid (the same for every run: bljust.evaluate tune_on=dev; LibriSpeech's
+       test-other is tuned on dev-other), so the report
        has test+lm beside greedy test; greedy WERs near 100 % compare nothing.
 
 Each run is `python -m bljust.train +experiment=<group>/<method> [overrides] <trial overrides>
@@ -140,16 +141,24 @@ def execute(jobs: list[Job], args: argparse.Namespace, phase: str, plan: TrialPl
                             f"see its protocol.log, then run the same command again to resume")
 
 
+def tuning_split(test: str, devs: list[str]) -> str:
+    """The dev split whose name matches `test`'s (test-other -> dev-other), else the recipe's first."""
+    twin = "dev" + test[len("test"):] if test.startswith("test") else None
+    return twin if twin in devs else devs[0]
+
+
 def lm_jobs(finals: list[Job], lm: Path) -> list[Job]:
     """One job per final run: each test split of its recipe decoded by beam search with `lm`, the
-    weights chosen on dev (`bljust.evaluate tune_on=dev`), into the run's own wer.json and hyps/
-    beside greedy's."""
+    weights chosen on its dev split (`bljust.evaluate tune_on=...`, tuning_split), into the run's
+    own wer.json and hyps/ beside greedy's."""
     jobs = []
     for j in finals:
-        tests = [split_name(t) for t in yaml.safe_load((j.run_dir / "config.yaml").read_text())["recipe"]["test"]]
+        recipe = yaml.safe_load((j.run_dir / "config.yaml").read_text())["recipe"]
+        tests, devs = ([split_name(s) for s in recipe[k]] for k in ("test", "dev"))
         # one job per run, its splits one after another: each evaluate rewrites the run's wer.json
         cmds = [[sys.executable, "-m", "bljust.evaluate", f"ckpt={j.run_dir / 'checkpoints' / 'best.pt'}",
-                 f"split={t}", f"out={j.run_dir}", "decode=beam", f"lm={lm}", "tune_on=dev"] for t in tests]
+                 f"split={t}", f"out={j.run_dir}", "decode=beam", f"lm={lm}", f"tune_on={tuning_split(t, devs)}"]
+                for t in tests]
         jobs.append(Job(f"{j.name}+lm", j.run_dir, ["sh", "-c", " && ".join(shlex.join(c) for c in cmds)],
                         done=f"hyps/{tests[-1]}+lm.txt"))
     return jobs
