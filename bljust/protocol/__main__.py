@@ -17,8 +17,8 @@ test:  checks that every final run scored test, then writes ROOT/report.md: the 
        intervals against supervised and ptft). With --lm LM.arpa every final run is first also
        scored with beam search and that word n-gram LM, its lm_weight and word_score chosen on dev
        over one fixed grid (the same for every run: bljust.evaluate tune_on=dev; LibriSpeech's
-       test-other is tuned on dev-other), so the report
-       has test+lm beside greedy test; greedy WERs near 100 % compare nothing.
+       test-other is tuned on dev-other), so the report has test+lm beside greedy test; greedy
+       WERs near 100 % compare nothing.
 
 Each run is `python -m bljust.train +experiment=<group>/<method> [overrides] <trial overrides>
 train.seed=S eval.score_test=... run_dir=...`: the extra overrides (corpus paths, model size) go to
