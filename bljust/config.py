@@ -29,6 +29,7 @@ class Source(StrEnum):
     demo = "demo"  # synthesised on first use
     librispeech = "librispeech"  # LibriSpeech / Libri-light trees that must exist
     custom = "custom"  # the user's own folders and manifests
+    target = "target"  # the telephone target domain of the adaptation study, synthesised on first use
 
 
 class Case(StrEnum):
@@ -94,6 +95,24 @@ class DemoCorpusConfig:
 
 
 @dataclass
+class TargetCorpusConfig:
+    """The telephone target domain (bljust/data/target_corpus.py): flite voices, WordNet text, a phone
+    line with noise. `labelled_minutes` picks one of the nested labelled subsets (train_<N>min.csv)."""
+
+    seed: int = 0
+    labelled_minutes: int = 15  # one of subsets_minutes: recipe.labelled is train_<N>min.csv
+    train_minutes: float = 60.0
+    subsets_minutes: list[float] = field(default_factory=lambda: [5.0, 15.0, 60.0])
+    unlabelled_minutes: float = 240.0
+    dev_minutes: float = 15.0
+    test_minutes: float = 15.0
+    snr_db: tuple[float, float] = (5.0, 25.0)
+    gain_db: tuple[float, float] = (-12.0, 6.0)
+    noise_minutes: float = 5.0
+    workers: int = 2
+
+
+@dataclass
 class RecipeConfig:
     """Where a data set lives and which of its folders play which role.
 
@@ -114,6 +133,7 @@ class RecipeConfig:
     test: list[str] = field(default_factory=lambda: ["test"])
     wandb_project: str = "bljust-demo"
     demo: DemoCorpusConfig = field(default_factory=DemoCorpusConfig)
+    target: TargetCorpusConfig = field(default_factory=TargetCorpusConfig)
 
 
 @dataclass
@@ -150,6 +170,20 @@ class SpecAugmentConfig:
     time_masks: int = 4
     time_mask_width: int = 40  # frames of 10 ms
     time_mask_max_frac: float = 0.05  # per mask, as a fraction of the utterance
+
+
+@dataclass
+class AugmentConfig:
+    """Waveform augmentation of supervised batches through lhotse's cut transforms (data/augment.py),
+    in the data workers, before features; off by default. Each applies to a cut with its probability."""
+
+    speed_factors: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    speed_prob: float = 0.0  # e.g. 1.0 with [0.9, 1.0, 1.1]: Kaldi's 3-way speed perturbation
+    noise: list[str] = field(default_factory=list)  # folders / manifests of noise recordings
+    noise_prob: float = 0.0
+    noise_snr_db: tuple[float, float] = (10.0, 20.0)
+    reverb_prob: float = 0.0  # lhotse's synthetic room impulse responses
+    seed: int = 0
 
 
 @dataclass
@@ -331,6 +365,7 @@ class Config:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     text: TextConfig = field(default_factory=TextConfig)
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -381,7 +416,8 @@ def validate(cfg: Any) -> None:
 
     t = cfg.train
     checks = [
-        (t.max_steps > 0, "train.max_steps must be > 0"),
+        (t.max_steps > 0 or (t.max_steps == 0 and bool(cfg.init_from) and cfg.method.name == "supervised"),
+         "train.max_steps must be > 0 (0 only with method=supervised and init_from: score that model as it is)"),
         (t.max_duration > 0, "train.max_duration must be > 0 seconds"),
         (min(t.log_every, t.eval_every, t.ckpt_every) > 0,
          "train.log_every, train.eval_every and train.ckpt_every must be > 0"),
@@ -400,6 +436,15 @@ def validate(cfg: Any) -> None:
         (0.0 <= cfg.objective.bestrq.mask_prob <= 1.0, "objective.bestrq.mask_prob must be in [0, 1]"),
         (0.0 <= cfg.objective.infonce.mask_prob <= 1.0, "objective.infonce.mask_prob must be in [0, 1]"),
         (cfg.method.name in METHODS, f"method.name {cfg.method.name!r} is not one of {sorted(METHODS)}"),
+    ]
+    a = cfg.augment
+    checks += [
+        (all(0.0 <= p <= 1.0 for p in (a.speed_prob, a.noise_prob, a.reverb_prob)),
+         "augment.speed_prob, augment.noise_prob and augment.reverb_prob must be in [0, 1]"),
+        (all(f > 0 for f in a.speed_factors) and (a.speed_prob == 0 or len(a.speed_factors) > 0),
+         "augment.speed_factors must be positive (and not empty when augment.speed_prob > 0)"),
+        (a.noise_prob == 0 or len(a.noise) > 0, "augment.noise_prob > 0 needs augment.noise (folders of noise audio)"),
+        (a.noise_snr_db[0] <= a.noise_snr_db[1], "augment.noise_snr_db must be [low, high] with low <= high"),
     ]
     checks += monitor_checks(cfg.monitor)
     if cfg.method.name in METHODS:

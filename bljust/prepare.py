@@ -88,6 +88,24 @@ def ensure_demo_corpus(cfg: Any) -> None:
     make_demo_corpus(corpus, spec)
 
 
+def ensure_target_corpus(cfg: Any) -> None:
+    """Synthesise the telephone target corpus when it is missing or was made with other settings."""
+    from bljust.data.target_corpus import TargetCorpusSpec, corpus_is_complete, make_target_corpus, require_flite
+
+    settings = OmegaConf.to_container(cfg.recipe.target, resolve=True)
+    labelled = settings.pop("labelled_minutes")
+    spec = TargetCorpusSpec(**settings)
+    if labelled not in spec.subsets_minutes or labelled > spec.train_minutes:
+        raise UserError(f"recipe.target.labelled_minutes={labelled}: not one of the corpus's labelled subsets "
+                        f"(recipe.target.subsets_minutes {spec.subsets_minutes}, at most train_minutes {spec.train_minutes:g})")
+    corpus = Path(cfg.recipe.corpus_dir)
+    if corpus_is_complete(corpus, spec):
+        return
+    require_flite()
+    print(f"prepare: synthesising the telephone target corpus in {corpus} (one-off)", flush=True)
+    make_target_corpus(corpus, spec)
+
+
 def _cmvn(cuts, sample_rate: int, num_mel_bins: int, skips: SkipLog) -> Cmvn:
     cut_list = list(cuts)
     random.Random(0).shuffle(cut_list)
@@ -129,6 +147,8 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     log = print if verbose else (lambda *a, **k: None)
     if cfg.recipe.source == "demo":
         ensure_demo_corpus(cfg)
+    elif cfg.recipe.source == "target":
+        ensure_target_corpus(cfg)
     check_sources(cfg.recipe)
     (out.data_dir / "manifests").mkdir(parents=True, exist_ok=True)
     max_s = cfg.features.max_utt_seconds

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from bljust import distributed
 from bljust.config import register_configs, validate
+from bljust.data.augment import CutAugment
 from bljust.data.dataset import AsrDataset, BatchStream
 from bljust.data.features import Cmvn
 from bljust.data.manifests import cut_text, load_cuts
@@ -115,7 +116,8 @@ class Trainer:
             self.model.encoder.compile(dynamic=cfg.train.compile_dynamic)
 
         f = cfg.features
-        self.labelled_ds = AsrDataset(self.cmvn, self.tokenizer, f.sample_rate, f.num_mel_bins, f.max_utt_seconds)
+        self.labelled_ds = AsrDataset(self.cmvn, self.tokenizer, f.sample_rate, f.num_mel_bins, f.max_utt_seconds,
+                                      augment=CutAugment.from_config(cfg.augment, f.sample_rate))
         self.unlabelled_ds = AsrDataset(self.cmvn, None, f.sample_rate, f.num_mel_bins, f.max_utt_seconds)
         self.labelled = self._stream(load_cuts(self.data.labelled), self.labelled_ds, cfg.train.seed)
         self._unlabelled: BatchStream | None = None
@@ -329,6 +331,9 @@ class Trainer:
                     with self.meter.excluded():
                         self.save()
             bar.close()
+            if total == 0 and self.step == 0:  # train.max_steps=0: the init_from model as it is, saved as
+                self.save()                    # this run's checkpoints so it is scored and decoded like any run
+                self.save("best.pt")
             if stop.signum or self.monitor.prune_message is not None:
                 self.save()
                 self.say(self.monitor.prune_message or f"stopped by signal {stop.signum} at step {self.step}; "

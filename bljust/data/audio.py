@@ -68,7 +68,8 @@ def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
         with sf.SoundFile(str(path)) as f:
             check_header(path, f.frames, f.samplerate, f.channels, lowest_rate(sample_rate, low_rate), max_seconds)
             expected, rate = f.frames, f.samplerate
-            data = f.read(dtype="float32", always_2d=True)
+            # frames given: libsndfile cannot seek in some codecs (GSM 06.10 WAV) and then refuses "read all"
+            data = f.read(frames=expected, dtype="float32", always_2d=True)
     except BadAudio:
         raise
     except Exception as err:  # soundfile raises several types for corrupt/non-audio data

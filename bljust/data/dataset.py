@@ -12,6 +12,7 @@ from lhotse.dataset import DynamicBucketingSampler
 from torch.utils.data import DataLoader
 
 from bljust.data.audio import BadAudio, read_audio
+from bljust.data.augment import CutAugment
 from bljust.data.features import Cmvn, fbank
 from bljust.data.manifests import cut_text
 from bljust.data.skips import BadDataError, SkipLog
@@ -75,7 +76,7 @@ class AsrDataset(torch.utils.data.Dataset):
 
     def __init__(self, cmvn: Cmvn, tokenizer: Tokenizer | None, sample_rate: int = 16000,
                  num_mel_bins: int = 80, max_seconds: float = 30.0, scoring: bool = False,
-                 low_rate: str = "upsample"):
+                 low_rate: str = "upsample", augment: CutAugment | None = None):
         self.cmvn = cmvn
         self.tokenizer = tokenizer  # None: unlabelled batches, text never read
         # scoring (with tokenizer=None): read every reference, encodable or not; dropping utterances
@@ -85,10 +86,11 @@ class AsrDataset(torch.utils.data.Dataset):
         self.num_mel_bins = num_mel_bins
         self.max_seconds = max_seconds
         self.low_rate = low_rate  # features.low_rate; prepare already dropped refused files from the manifests
+        self.augment = augment  # lhotse cut transforms (data/augment.py), supervised batches only
 
     def __getitem__(self, cuts: CutSet) -> Batch:
         skips = SkipLog()
-        feats, tokens, ids, texts = [], [], [], []
+        kept: list[tuple[str, str | None, torch.Tensor]] = []  # (id, text, wave) of the usable cuts
         for cut in cuts:
             text = cut_text(cut) if self.tokenizer is not None or self.scoring else None
             if self.tokenizer is not None:
@@ -103,12 +105,18 @@ class AsrDataset(torch.utils.data.Dataset):
             except BadAudio as err:
                 skips.add(err.reason, str(err))
                 continue
+            kept.append((cut.id, text, wave))
+        if self.augment is not None and kept:
+            waves = self.augment([(i, w) for i, _, w in kept])
+            kept = [(i, text, w) for (i, text, _), w in zip(kept, waves)]
+        feats, tokens, ids, texts = [], [], [], []
+        for cut_id, text, wave in kept:
             f = fbank(wave, self.num_mel_bins, self.sample_rate)
             if f.shape[0] < 8:  # under ~80 ms gives no 40 ms encoder frame worth training on
-                skips.add("too_short_audio", cut.id)
+                skips.add("too_short_audio", cut_id)
                 continue
             feats.append(self.cmvn(f))
-            ids.append(cut.id)
+            ids.append(cut_id)
             texts.append(text)
             if self.tokenizer is not None:
                 tokens.append(self.tokenizer.encode(text))

@@ -115,9 +115,23 @@ def tune_jobs(plan: TrialPlan, root: Path, methods: list[str], extra: list[str])
 
 
 def final_jobs(plan: TrialPlan, root: Path, choices: dict[str, Any], seeds: list[int], extra: list[str]) -> list[Job]:
-    return [Job(f"final/{m}/seed{s}", root / "final" / m / f"seed{s}",
+    """Each chosen trial at every seed, then each fixed row once (at the tuning seed: nothing was tuned)."""
+    jobs = [Job(f"final/{m}/seed{s}", root / "final" / m / f"seed{s}",
                 train_cmd(plan, m, extra, c["overrides"], s, True, root / "final" / m / f"seed{s}"))
             for m, c in choices.items() for s in seeds]
+    return jobs + [Job(f"final/{m}/seed{TUNE_SEED}", root / "final" / m / f"seed{TUNE_SEED}",
+                       train_cmd(plan, m, extra, [], TUNE_SEED, True, root / "final" / m / f"seed{TUNE_SEED}"))
+                   for m in plan.fixed]
+
+
+def source_job(plan: TrialPlan, root: Path, extra: list[str]) -> Job:
+    """The source model, trained once (seed 0, test scored: its own dev/test are its record)."""
+    return Job("source", root / "source", train_cmd(plan, plan.source, extra, [], TUNE_SEED, True, root / "source"))
+
+
+def with_source(plan: TrialPlan, root: Path, extra: list[str]) -> list[str]:
+    """The overrides of every run: the command line's, plus init_from the source model's best.pt."""
+    return [*extra, f"init_from={root / 'source' / 'checkpoints' / 'best.pt'}"] if plan.source else list(extra)
 
 
 def dry_run_choices(root: Path, methods: list[str]) -> dict[str, Any]:
@@ -177,7 +191,7 @@ def check_test_scored(jobs: list[Job]) -> None:
 
 def write_report(args: argparse.Namespace, plan: TrialPlan, choices: dict[str, Any]) -> Path:
     comparison = args.root / "comparison.md"
-    if compare.main([str(args.root / "final"), "--out", str(comparison)]):
+    if compare.main([str(args.root / "final"), "--out", str(comparison), "--baselines", ",".join(plan.baselines)]):
         raise ProtocolError(f"{args.root / 'final'}: the comparison failed (its reason is above)")
     report = args.root / "report.md"
     report.write_text(
@@ -195,7 +209,13 @@ def run_protocol(args: argparse.Namespace) -> None:
         raise ProtocolError(f"--lm {args.lm}: file not found")
     plan = load_trials(args.trials, args.group)
     methods = pick_methods(plan, args.methods)
-    check_composes(plan, methods, args.overrides)
+    if plan.source and any(str(o).lstrip("+~").startswith("init_from=") for o in args.overrides):
+        raise ProtocolError(f"init_from is set by the protocol: {plan.path} trains the source model {plan.source}")
+    extra = with_source(plan, args.root, args.overrides)
+    check_composes(plan, methods, extra)
+    if plan.source and args.phase in ("tune", "all"):
+        execute([source_job(plan, args.root, args.overrides)], args, "source", plan, [plan.source])
+    args.overrides = extra  # every later run starts from the source model
     if args.phase in ("tune", "all"):
         execute(tune_jobs(plan, args.root, methods, args.overrides), args, "tune", plan, methods)
     if args.phase == "tune" and args.dry_run:
