@@ -2,7 +2,7 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN      = $(VENV)/bin
-APT_PKGS = espeak-ng fortunes irstlm
+APT_PKGS = espeak-ng fortunes irstlm flite wordnet-base
 ARGS    ?=
 PYTEST   = $(BIN)/python -m pytest -q -p no:cacheprovider
 # The extras the lock resolves: everything the test suite imports (dev), beam search (lm), ONNX (export).
@@ -11,10 +11,12 @@ UV_VERSION  = 0.13.9
 
 .PHONY: demo test test-fast gpu-check setup lock system-deps clean
 
-# Debian packages for the demo corpus (espeak-ng speaks real sentences from fortunes) and for
-# building its n-gram LM (irstlm: python -m bljust.build_lm).
+# Debian packages for the demo corpus (espeak-ng speaks real sentences from fortunes), for
+# building its n-gram LM (irstlm: python -m bljust.build_lm) and for the telephone target domain
+# of the adaptation study (flite speaks WordNet's sentences: bljust/data/target_corpus.py).
 system-deps:
-	@if ! command -v espeak-ng >/dev/null || [ ! -d /usr/share/games/fortunes ] || [ ! -x /usr/lib/irstlm/bin/build-lm.sh ]; then \
+	@if ! command -v espeak-ng >/dev/null || [ ! -d /usr/share/games/fortunes ] || [ ! -x /usr/lib/irstlm/bin/build-lm.sh ] \
+	     || ! command -v flite >/dev/null || [ ! -f /usr/share/wordnet/data.noun ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PKGS); \
 	fi
