@@ -122,6 +122,7 @@ def load_sentences(seed: int) -> list[str]:
 def partition_sentences(sentences: list[str], spec: DemoCorpusSpec) -> dict[str, list[str]]:
     """Cut the sentence list into disjoint pools, one per split.
 
+    `spec` is read for its dev/test/train/unlabelled minutes only (the target corpus's spec too).
     Dev and test take a fixed reserve first (so they do not change with the training sizes);
     train and unlabelled share the rest in proportion to their minutes.
     """

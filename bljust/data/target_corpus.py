@@ -39,12 +39,11 @@ import torch
 from scipy.signal import butter, sosfilt
 
 from bljust.data.demo_corpus import (DemoCorpusError, _init_worker, _remove_with_empty_parents, clean_sentence,
-                                     load_sentences, write_transcripts)
+                                     load_sentences, partition_sentences, write_transcripts)
 from bljust.data.features import resample
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 FLITE_MISSING = "flite or WordNet not found: install them with `apt-get install -y flite wordnet-base`"
-SYNTH_RATE = 16000  # flite's rate for every voice but kal (8 kHz, resampled up first)
 LINE_RATE = 8000
 SPLITS = ("dev", "test", "train", "unlabelled")
 VOICES = ("awb", "rms", "slt", "kal16", "kal")
@@ -122,18 +121,6 @@ def load_target_sentences(seed: int) -> list[str]:
     ordered = sorted(found)
     random.Random(f"{seed}-target").shuffle(ordered)
     return ordered
-
-
-def partition_sentences(sentences: list[str], spec: TargetCorpusSpec) -> dict[str, list[str]]:
-    """Disjoint sentence pools: fixed dev/test reserves first, the rest shared by minutes."""
-    pools, start = {}, 0
-    for split in ("dev", "test"):
-        size = int(getattr(spec, f"{split}_minutes") * 30) + 50
-        pools[split], start = sentences[start:start + size], start + size
-    rest = sentences[start:]
-    cut = round(len(rest) * spec.train_minutes / max(spec.train_minutes + spec.unlabelled_minutes, 1e-9))
-    pools["train"], pools["unlabelled"] = rest[:cut], rest[cut:]
-    return pools
 
 
 def partition_speakers(seed: int) -> dict[str, list[tuple[str, float, int]]]:
@@ -291,6 +278,8 @@ def make_target_corpus(out_dir: Path, spec: TargetCorpusSpec) -> dict:
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    # the demo's split of a sentence list (dev/test reserves, then train/unlabelled by minutes): it
+    # reads only the spec's *_minutes, which this spec has too
     pools = partition_sentences(load_target_sentences(spec.seed), spec)
     speakers = partition_speakers(spec.seed)
     print(f"target corpus: {sum(map(len, pools.values()))} WordNet sentences, writing {out_dir}", flush=True)
