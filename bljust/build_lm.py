@@ -2,12 +2,14 @@
 
     python -m bljust.build_lm text=sentences.txt out=lm/3gram.arpa [order=3] [exclude=DEV,TEST]
     python -m bljust.build_lm text=demo out=data/demo/lm/3gram.arpa
+    python -m bljust.build_lm text=target out=data/adapt/lm/3gram.arpa
 
 text=FILE is one sentence per line, normalised as transcripts are. text=demo is the demo corpus's
 own text source (the fortune sentences it speaks) without the dev and test sentences of any demo
 corpus whose dev and test splits are at most 30 minutes long (the bench's are 15), a separate text
 corpus as LibriSpeech's LM corpus is. exclude= lists folders (LibriSpeech layout), tables or
-CutSets whose transcripts are removed from the text. Writes an ARPA file.
+CutSets whose transcripts are removed from the text. text=target is the same for the telephone
+target domain of recipe=adapt (WordNet text, bljust/data/target_corpus.py). Writes an ARPA file.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import sys
 from pathlib import Path
 
 KEYS = {
-    "text": "FILE (one sentence per line) or demo (the demo corpus's text source, dev/test held out)",
+    "text": "FILE (one sentence per line), demo (the demo corpus's text source, dev/test held out) or "
+            "target (the adapt recipe's WordNet text, dev/test held out)",
     "out": "the ARPA file to write",
     "order": "n-gram order (default 3)",
     "smoothing": "improved-kneser-ney (default) | kneser-ney | witten-bell",
@@ -32,6 +35,11 @@ def source_lines(text: str) -> list[str]:
 
         require_espeak()  # the same check that names the fortunes package
         return lm_sentences(DemoCorpusSpec())
+    if text == "target":
+        from bljust.data import target_corpus
+
+        target_corpus.require_flite()  # names the wordnet-base package
+        return target_corpus.lm_sentences(target_corpus.TargetCorpusSpec())
     path = Path(text)
     if not path.is_file():
         raise LmBuildError(f"text={path}: file not found")
@@ -46,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         kv, rest = parse_command(sys.argv[1:] if argv is None else argv, __doc__, KEYS)
         if rest or "text" not in kv or "out" not in kv:
-            raise UserError("usage: python -m bljust.build_lm text=FILE|demo out=LM.arpa [order=3] [exclude=...]"
+            raise UserError("usage: python -m bljust.build_lm text=FILE|demo|target out=LM.arpa [order=3] [exclude=...]"
                             " (--help for the keys)")
         try:
             order = int(kv.get("order", "3"))

@@ -17,7 +17,7 @@ import torch
 from bljust.cli import CONF_DIR
 from bljust.data.audio import read_audio
 from bljust.data.augment import CutAugment, noise_cuts
-from bljust.data.demo_corpus import load_sentences
+from bljust.data.demo_corpus import load_sentences, partition_sentences
 from bljust.data.target_corpus import (CODECS, LABELLED_VOICES, TargetCorpusSpec, coloured_noise,
                                        load_target_sentences, make_target_corpus, rms_db, speak, telephone_channel,
                                        write_codec)
@@ -119,6 +119,22 @@ def test_target_text_is_not_the_source_corpus_text():
     target = load_target_sentences(0)
     assert len(target) > 50_000
     assert not set(target[:20_000]) & set(load_sentences(0))
+
+
+@needs_flite
+def test_the_target_lm_text_holds_no_dev_or_test_sentence(target_corpus):
+    from bljust.data.target_corpus import lm_sentences
+
+    text = set(lm_sentences(TargetCorpusSpec()))
+    held = {line.split(" ", 1)[1] for split in ("dev", "test") for t in (target_corpus / split).rglob("*.trans.txt")
+            for line in t.read_text().splitlines()}
+    assert held and not held & text
+    # the default corpus's dev/test reserves are held out too; its own labelled text is LM text,
+    # as a company's LM text would hold its own domain's
+    pools = partition_sentences(load_target_sentences(0), TargetCorpusSpec())
+    assert not (set(pools["dev"]) | set(pools["test"])) & text
+    assert set(pools["unlabelled"]) <= text
+    assert len(text) > 100_000
 
 
 @needs_flite

@@ -38,8 +38,8 @@ import soundfile as sf
 import torch
 from scipy.signal import butter, sosfilt
 
-from bljust.data.demo_corpus import (DemoCorpusError, _init_worker, _remove_with_empty_parents, clean_sentence,
-                                     load_sentences, partition_sentences, write_transcripts)
+from bljust.data.demo_corpus import (LM_HELD_OUT_MINUTES, DemoCorpusError, _init_worker, _remove_with_empty_parents,
+                                     clean_sentence, load_sentences, partition_sentences, write_transcripts)
 from bljust.data.features import resample
 
 WORDNET_DIR = Path("/usr/share/wordnet")
@@ -121,6 +121,18 @@ def load_target_sentences(seed: int) -> list[str]:
     ordered = sorted(found)
     random.Random(f"{seed}-target").shuffle(ordered)
     return ordered
+
+
+def lm_sentences(spec: TargetCorpusSpec) -> list[str]:
+    """The target domain's LM text (`build_lm text=target`): every WordNet sentence but the dev and
+    test reserves, of `spec`'s splits or of LM_HELD_OUT_MINUTES-long ones, whichever is longer (the
+    reserves are a prefix of one seed-shuffled list, as in the demo corpus). It holds the labelled
+    and unlabelled splits' text, as a company's LM corpus would hold its own domain's text."""
+    sentences = load_target_sentences(spec.seed)
+    reserve = max(spec.dev_minutes, LM_HELD_OUT_MINUTES), max(spec.test_minutes, LM_HELD_OUT_MINUTES)
+    widest = TargetCorpusSpec(seed=spec.seed, dev_minutes=reserve[0], test_minutes=reserve[1])
+    pools = partition_sentences(sentences, widest)
+    return sentences[len(pools["dev"]) + len(pools["test"]):]
 
 
 def partition_speakers(seed: int) -> dict[str, list[tuple[str, float, int]]]:
