@@ -158,6 +158,10 @@ class FeatureConfig:
     # audio recorded below sample_rate (8 kHz telephone audio): upsample (counted by prepare) | refuse
     # (skipped and counted as low_sample_rate)
     low_rate: LowRate = LowRate.upsample
+    # a file with several channels: mix (averaged into one utterance, counted by prepare) | split
+    # (each channel its own utterance, for calls with the agent and the customer apart) | N (that
+    # channel, 0 = first); a table's `channel` column picks one per row (data/manifests.py)
+    channels: str = "mix"
 
 
 @dataclass
@@ -427,6 +431,8 @@ def validate(cfg: Any) -> None:
         (t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be >= 1"),
         (t.accum_grad >= 1, "train.accum_grad must be >= 1"),
         (cfg.features.max_utt_seconds > 0, "features.max_utt_seconds must be > 0"),
+        (str(cfg.features.channels) in ("mix", "split") or str(cfg.features.channels).isdigit(),
+         f"features.channels={cfg.features.channels!r}: expected mix, split or a channel number (0 = the first)"),
         (0.0 <= cfg.specaug.time_mask_max_frac <= 1.0, "specaug.time_mask_max_frac must be in [0, 1]"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),

@@ -119,7 +119,7 @@ def load_for_inference(path: str | Path, device: torch.device) -> tuple[Any, Tok
 
 
 def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None,
-              counts: dict[str, Any] | None = None, min_rate: int = 0) -> CutSet:
+              counts: dict[str, Any] | None = None, min_rate: int = 0, channels: str | int = "mix") -> CutSet:
     """Labelled cuts from a LibriSpeech-layout folder, a plain audio,text table, or a CutSet, their
     references normalised as the checkpoint's training transcripts were (`text_cfg`); audio below
     `min_rate` Hz is skipped (0: any rate).
@@ -135,7 +135,7 @@ def data_cuts(data: str, max_seconds: float, text_cfg: Any | None = None,
     if not path.exists():
         raise ManifestError(f"data={path}: not found")
     skips, normalize = SkipLog(), normalizer_from_config(text_cfg)
-    cuts = load_entry(path, True, skips, max_seconds, normalize, min_rate)
+    cuts = load_entry(path, True, skips, max_seconds, normalize, min_rate, channels)
     if skips.total:
         print(f"{path}: {skips.summary()}", file=sys.stderr)
     if normalize.dropped:
@@ -176,7 +176,7 @@ def split_cuts(cfg: dict, split: str | None, data: str | None,
                counts: dict[str, Any] | None = None) -> tuple[CutSet, str]:
     """The cuts to score and their name: a prepared split of the checkpoint's recipe, or `data`;
     what was left out of them goes into `counts` when given."""
-    from bljust.data.audio import lowest_rate
+    from bljust.data.audio import lowest_rate, parse_channels
 
     counts = {} if counts is None else counts
     if split is not None:
@@ -187,7 +187,9 @@ def split_cuts(cfg: dict, split: str | None, data: str | None,
         return load_cuts(path), split
     feat = cfg["features"]
     min_rate = lowest_rate(feat["sample_rate"], feat.get("low_rate", "upsample"))
-    return data_cuts(data, feat["max_utt_seconds"], cfg.get("text"), counts, min_rate), Path(data).name.split(".")[0]
+    channels = parse_channels(feat.get("channels", "mix"))  # older checkpoints: mono files only, mix is the same
+    return (data_cuts(data, feat["max_utt_seconds"], cfg.get("text"), counts, min_rate, channels),
+            Path(data).name.split(".")[0])
 
 
 # The grid `tune_on=` searches (and tools/tune_lm.py by default): the same for every run it tunes.

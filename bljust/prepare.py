@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from bljust.data.audio import BadAudio, lowest_rate, read_audio
+from bljust.data.audio import BadAudio, lowest_rate, parse_channels, read_audio
 from bljust.data.features import Cmvn, fbank
 from bljust.data.manifests import cut_text, load_cuts
 from bljust.data.skips import SkipLog, check_bad_fraction
@@ -112,7 +112,8 @@ def _cmvn(cuts, sample_rate: int, num_mel_bins: int, skips: SkipLog) -> Cmvn:
     chunks = []
     for cut in cut_list[:CMVN_MAX_UTTS]:
         try:
-            chunks.append(fbank(read_audio(cut.recording.sources[0].source, sample_rate), num_mel_bins, sample_rate))
+            wave = read_audio(cut.recording.sources[0].source, sample_rate, channel=cut.channel)
+            chunks.append(fbank(wave, num_mel_bins, sample_rate))
         except BadAudio as err:
             skips.add("bad_audio", str(err))
     return Cmvn.from_features(chunks)
@@ -156,11 +157,14 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     skips: dict[str, SkipLog] = {}
     texts_of: dict[str, Normalizer] = {}  # per split: the characters its transcripts lost
     upsampled: dict[str, Counter] = {}
+    channels = parse_channels(cfg.features.channels)
+    multichannel: Counter = Counter()  # per split: files with several channels, handled as `channels` says
 
     def build(role: str, entries: list[str], path: Path, name: str) -> None:
         log_ = skips.setdefault(name, SkipLog())
         normalize = texts_of.setdefault(name, normalizer_from_config(cfg.text))
-        cuts = load_split(cfg.recipe, role, entries, log_, max_s, normalize, min_rate)
+        cuts = load_split(cfg.recipe, role, entries, log_, max_s, normalize, min_rate, channels)
+        multichannel[name] = len({c.recording.id for c in cuts if c.recording.num_channels > 1})
         upsampled[name] = Counter(c.recording.sampling_rate for c in cuts
                                   if c.recording.sampling_rate < cfg.features.sample_rate)
         check_bad_fraction(f"{name} data ({', '.join(entries)})", log_, len(cuts), cfg.train.max_bad_fraction)
@@ -179,6 +183,12 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
         log("prepare: transcripts: " + " | ".join(f"{name}: {line}" for name, line in dropped.items()), flush=True)
     if any(upsampled.values()):
         log(upsample_summary(upsampled, cfg.features.sample_rate), flush=True)
+    if sum(multichannel.values()):
+        how = {"mix": "downmixed (the channels averaged)", "split": "split, each channel its own utterance"}
+        per_split = ", ".join(f"{name} {n}" for name, n in multichannel.items() if n)
+        log(f"prepare: {sum(multichannel.values())} files with several channels are "
+            f"{how.get(channels, f'read as channel {channels}')} ({per_split}); "
+            "features.channels=mix|split|N chooses", flush=True)
 
     labelled = load_cuts(out.labelled)
     texts = [cut_text(c) for c in labelled]
@@ -191,7 +201,8 @@ def prepare(cfg: Any, verbose: bool = True) -> PreparedData:
     # Written last and renamed into place: a prepare killed half-way is redone, never trusted.
     write_text_atomic(sig_path, json.dumps({"signature": signature, "skipped": {k: v.as_dict() for k, v in skips.items()},
                                             "dropped_characters": {k: dict(n.dropped) for k, n in texts_of.items()},
-                                            "upsampled": {k: sum(v.values()) for k, v in upsampled.items()}},
+                                            "upsampled": {k: sum(v.values()) for k, v in upsampled.items()},
+                                            "multichannel": dict(multichannel)},
                                            indent=1))
     return out
 

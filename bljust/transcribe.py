@@ -3,80 +3,158 @@
     python -m bljust.transcribe ckpt=PATH a.flac b.wav
     python -m bljust.transcribe ckpt=model.onnx a.flac      (exported by python -m bljust.export)
     python -m bljust.transcribe ckpt=PATH decode=beam lm=lm/3gram.arpa lm_weight=1.5 word_score=1 a.flac
+    python -m bljust.transcribe ckpt=PATH channels=split timestamps=json,srt,ctm out=calls/ call.wav
 
-Prints one 'FILE<TAB>TEXT' line per file, in the order given. A file that cannot be read prints
-an error line for that file and the others are still transcribed (exit status 1 at the end).
-Audio recorded below the model's sample rate (8 kHz telephone audio) is upsampled, unless the
-checkpoint was trained with features.low_rate=refuse.
+Prints one 'FILE<TAB>TEXT' line per file (per channel with channels=split: 'FILE:ch0<TAB>TEXT'),
+in the order given. A file that cannot be read prints an error line for that file and the others
+are still transcribed (exit status 1 at the end). Recordings of any length are read in windows of
+`chunk` seconds with `overlap` seconds of context each side (bljust/decoding/chunked.py), so
+memory does not grow with the file; a file no longer than `chunk` is one window, decoded whole.
+timestamps= writes per-word times from the CTC alignment (greedy decoding) as JSON, SRT and/or
+CTM files into out=. Audio recorded below the model's sample rate (8 kHz telephone audio) is
+upsampled, unless the checkpoint was trained with features.low_rate=refuse.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
+import soundfile as sf
 import torch
 
-from bljust.data.audio import BadAudio, read_audio
-from bljust.data.dataset import pad_batch
-from bljust.data.features import Cmvn, fbank
+from bljust.data.audio import BadAudio, lowest_rate, parse_channels
+from bljust.decoding import chunked
 from bljust.decoding.options import DECODE_KEYS, DecodeOptions, make_decoder
+from bljust.errors import UserError
 from bljust.evaluate import load_for_inference
 
 KEYS = {
     "ckpt": "checkpoint (required), or a model exported by bljust.export (.onnx, run by onnxruntime); "
             "the files follow as plain arguments",
     "device": "cpu | cuda (default: cuda when available)",
+    "channels": "a file with several channels: mix (average them, default) | split (one transcript per "
+                "channel, FILE:ch0, FILE:ch1) | N (that channel, 0 = first)",
+    "chunk": "seconds of audio per window (default 20); longer files are read window by window",
+    "overlap": "seconds of context on each side of a window, not kept (default 2)",
+    "timestamps": "json,srt,ctm (any of them): per-word times written to out= (greedy decoding)",
+    "out": "folder for the timestamps files, <file stem>[.ch<K>].<json|srt|ctm> (default: .)",
     **DECODE_KEYS,
 }
+TIMESTAMP_FORMATS = ("json", "srt", "ctm")
 
 
-def file_features(path: str, cfg: dict, cmvn: Cmvn) -> torch.Tensor:
-    """CMVN-normalised fbank (T, D) of one file, as in training; raises BadAudio."""
-    feat = cfg["features"]
-    wave = read_audio(path, feat["sample_rate"], feat["max_utt_seconds"], feat.get("low_rate", "upsample"))
-    return cmvn(fbank(wave, feat["num_mel_bins"], feat["sample_rate"]))
+def number(kv: dict[str, str], key: str, default: float, low: float) -> float:
+    try:
+        value = float(kv.get(key, default))
+    except ValueError:
+        raise UserError(f"{key}={kv[key]!r}: expected a number of seconds") from None
+    if value < low:
+        raise UserError(f"{key}={value:g}: must be {'> 0' if low > 0 else '>= 0'} seconds")
+    return value
+
+
+def file_channels(path: str, channels: str | int) -> list[int | None]:
+    """The channel selections one file is transcribed under: None is the downmix (or a mono file)."""
+    try:
+        n = sf.info(path).channels
+    except Exception:
+        return [None]  # unreadable or missing: the reader names the problem
+    if channels == "split" and n > 1:
+        return list(range(n))
+    return [channels] if isinstance(channels, int) else [None]
 
 
 @torch.no_grad()
-def transcribe_files(ckpt: str, files: list[str], device: torch.device,
-                     opts: DecodeOptions | None = None) -> list[tuple[str, str | None, str | None]]:
-    """(file, text or None, error or None) per file; `ckpt` a checkpoint or an exported .onnx model."""
+def transcribe_files(ckpt: str, files: list[str], device: torch.device, opts: DecodeOptions | None = None,
+                     channels: str | int = "mix", chunk: float = 20.0, overlap: float = 2.0,
+                     with_words: bool = False) -> list[tuple[str, str | None, str | None, list | None]]:
+    """(name, text or None, error or None, words or None) per file and channel: `name` is the file,
+    or FILE:chK for one channel of a split file; `words` (chunked.Word) when with_words."""
     model, tokenizer, cmvn, cfg = load_for_inference(ckpt, device)
-    decode = make_decoder(tokenizer, opts or DecodeOptions())
+    opts = opts or DecodeOptions()
+    decode = make_decoder(tokenizer, opts)
+    feat = cfg["features"]
+    min_rate = lowest_rate(feat["sample_rate"], feat.get("low_rate", "upsample"))
     out = []
     for path in files:
-        try:
-            feats = file_features(path, cfg, cmvn)
-        except BadAudio as err:
-            out.append((path, None, str(err)))
-            continue
-        x, lens, _, _ = pad_batch([feats], None)
-        logits, out_lens = model(x.to(device), lens.to(device))
-        out.append((path, decode(logits, out_lens)[0], None))
+        for channel in file_channels(path, channels):
+            name = path if channels != "split" or channel is None else f"{path}:ch{channel}"
+            try:
+                if Path(path).is_file() and sf.info(path).samplerate < min_rate:
+                    raise BadAudio(f"{path}: sample rate {sf.info(path).samplerate} Hz is below the model's "
+                                   f"{min_rate} Hz (features.low_rate=refuse)", "low_sample_rate")
+                pieces = chunked.frames(model, cmvn, feat, path, chunk, overlap, channel, device)
+                if opts.decode == "greedy":
+                    aligner = chunked.GreedyAligner()
+                    for piece in pieces:
+                        aligner.push(piece)
+                    text = tokenizer.decode([t[0] for t in aligner.tokens])
+                    words = aligner.words(tokenizer) if with_words else None
+                else:
+                    # float16 keeps a long file's frames small; the search itself runs in float32
+                    kept = [p.half() for p in pieces]
+                    log_probs = torch.cat(kept).float().unsqueeze(0)
+                    text = decode(log_probs, torch.tensor([log_probs.shape[1]]))[0]
+                    words = None
+            except BadAudio as err:
+                out.append((name, None, str(err), None))
+                continue
+            out.append((name, text, None, words))
     return out
+
+
+def write_timestamps(name: str, text: str, words: list, formats: list[str], folder: Path) -> list[Path]:
+    """<stem>[.chK].json / .srt / .ctm in `folder` for one transcript."""
+    path, _, ch = name.rpartition(":ch") if ":ch" in name else (name, "", "")
+    stem = Path(path).stem + (f".ch{ch}" if ch else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        target = folder / f"{stem}.{fmt}"
+        if fmt == "json":
+            body = json.dumps({"audio": path, "channel": int(ch) if ch else None, "text": text,
+                               "words": [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
+                                          "confidence": round(w.confidence, 4)} for w in words]}, indent=1) + "\n"
+        elif fmt == "srt":
+            body = chunked.srt(words)
+        else:
+            body = chunked.ctm(words, Path(path).stem, int(ch) + 1 if ch else 1)
+        target.write_text(body)
+        written.append(target)
+    return written
 
 
 def main(argv: list[str] | None = None) -> None:
     from bljust.cli import fail, parse_command
-    from bljust.errors import UserError
     try:
         kv, files = parse_command(sys.argv[1:] if argv is None else argv, __doc__, KEYS)
         if "ckpt" not in kv or not files:
             raise UserError("usage: python -m bljust.transcribe ckpt=PATH [decode=beam lm=PATH ...] FILE [FILE ...]"
                             " (--help for the keys)")
         opts = DecodeOptions.from_kv(kv)
+        channels = parse_channels(kv.get("channels", "mix"), "channels")
+        chunk, overlap = number(kv, "chunk", 20.0, 1e-9), number(kv, "overlap", 2.0, 0.0)
+        formats = [f for f in kv.get("timestamps", "").split(",") if f]
+        if set(formats) - set(TIMESTAMP_FORMATS):
+            raise UserError(f"timestamps={kv['timestamps']}: expected any of {','.join(TIMESTAMP_FORMATS)}")
+        if formats and opts.decode != "greedy":
+            raise UserError("timestamps= needs decode=greedy (word times come from the best path's CTC alignment)")
         onnx = kv["ckpt"].endswith(".onnx")
         device = torch.device(kv.get("device", "cuda" if torch.cuda.is_available() and not onnx else "cpu"))
-        results = transcribe_files(kv["ckpt"], files, device, opts)
+        results = transcribe_files(kv["ckpt"], files, device, opts, channels, chunk, overlap, bool(formats))
     except UserError as err:
         fail(err)
     failed = False
-    for path, text, error in results:
+    for name, text, error, words in results:
         if error:
             print(f"error: {error}", file=sys.stderr)
             failed = True
-        else:
-            print(f"{path}\t{text}")
+            continue
+        print(f"{name}\t{text}")
+        if formats:
+            write_timestamps(name, text, words, formats, Path(kv.get("out", ".")))
     sys.exit(1 if failed else 0)
 
 

@@ -40,11 +40,6 @@ def _low_rate(path: Path, src: Path) -> None:
     sf.write(str(path), samples(src)[::2], 8000, format="FLAC")
 
 
-def _stereo(path: Path, src: Path) -> None:
-    x = samples(src)
-    sf.write(str(path), np.stack([x, x], 1), 16000, format="FLAC")
-
-
 def _zero_length(path: Path, src: Path) -> None:  # WAV: libsndfile cannot open an empty FLAC at all
     sf.write(str(path), np.zeros(0, dtype="float32"), 16000, format="WAV")
 
@@ -73,7 +68,6 @@ def _missing(path: Path, src: Path) -> None:
 HEADER_CASES = {  # found when manifests are built: reason recorded by the scan
     "non_audio": (_non_audio, "unreadable_audio"),
     "low_sample_rate": (_low_rate, "low_sample_rate"),
-    "stereo": (_stereo, "multichannel_audio"),
     "zero_length": (_zero_length, "empty_audio"),
     "over_long": (_over_long, "too_long_audio"),
 }
@@ -205,8 +199,8 @@ def test_duplicate_ids_in_a_transcript(mini_tree):
 
 def test_whole_unusable_manifest_is_one_clear_error(mini_tree, tmp_path):
     for f in (mini_tree / "1272" / "128104").glob("*.flac"):
-        _stereo(f, f)
-    with pytest.raises(ManifestError, match=r"train: no usable utterances \(skipped 3 \(multichannel_audio: 3"):
+        _non_audio(f, f)
+    with pytest.raises(ManifestError, match=r"train: no usable utterances \(skipped 3 \(unreadable_audio: 3"):
         scan_librispeech(mini_tree, labelled=True)
     (tmp_path / "empty.csv").write_text("audio,text\n")
     with pytest.raises(ManifestError, match="empty.csv: empty manifest"):
@@ -223,7 +217,7 @@ def test_bad_fraction_limit(mini_tree):
     skips = SkipLog()
     skips.add("missing_audio", "a.flac")
     check_bad_fraction("labelled data", skips, kept=9, limit=0.1)  # 10 %: at the limit, allowed
-    skips.add("multichannel_audio", "b.flac")
+    skips.add("unreadable_audio", "b.flac")
     with pytest.raises(BadDataError, match=r"labelled data: 2 of 11 utterances \(18%\) unusable, more than "
                                            r"train.max_bad_fraction=0.1 \(skipped 2 \(missing_audio: 1, e.g. a.flac"):
         check_bad_fraction("labelled data", skips, kept=9, limit=0.1)
@@ -235,7 +229,7 @@ def test_prepare_stops_on_a_mostly_bad_corpus(mini_tree, tmp_path):
     from bljust.prepare import prepare
 
     chapter = mini_tree / "1272" / "128104"
-    _stereo(chapter / "1272-128104-0000.flac", chapter / "1272-128104-0000.flac")
+    _non_audio(chapter / "1272-128104-0000.flac", chapter / "1272-128104-0000.flac")
     cfg = compose_config(["recipe.source=librispeech", f"recipe.corpus_dir={tmp_path}", "recipe.labelled=[train]",
                           "recipe.unlabelled=[]", "recipe.dev=[train]", "recipe.test=[]",
                           f"recipe.data_dir={tmp_path}/prepared", "train.max_bad_fraction=0.2"])

@@ -47,10 +47,7 @@ def test_read_audio_refuses_a_lower_rate_only_when_told(tmp_path):
     assert abs(read_audio(tmp_path / "a.flac").numel() - 24000) <= 2
 
 
-def test_read_audio_refuses_stereo_and_missing(tmp_path):
-    sf.write(tmp_path / "s.wav", np.zeros((1600, 2), np.float32), 16000)
-    with pytest.raises(BadAudio, match="2 channels"):
-        read_audio(tmp_path / "s.wav")
+def test_read_audio_refuses_missing_and_non_audio(tmp_path):
     with pytest.raises(BadAudio, match="not found"):
         read_audio(tmp_path / "nope.flac")
     (tmp_path / "x.flac").write_text("not audio")

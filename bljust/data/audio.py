@@ -34,12 +34,28 @@ def lowest_rate(sample_rate: int, low_rate: str) -> int:
     return sample_rate if low_rate == LowRate.refuse else 0
 
 
+# features.channels: what a file with several channels becomes
+CHANNEL_MODES = ("mix", "split")
+
+
+def parse_channels(value: object, key: str = "features.channels") -> str | int:
+    """mix (average the channels into one utterance), split (each channel its own utterance: the
+    agent and the customer of a call recorded on two channels) or a channel number (0 = first)."""
+    text = str(value).strip()
+    if text in CHANNEL_MODES:
+        return text
+    if text.isdigit():
+        return int(text)
+    raise ConfigError(f"{key}={value!r}: expected mix, split or a channel number (0 = the first)")
+
+
 def check_header(path: Path, frames: int, rate: int, channels: int, min_rate: int,
-                  max_seconds: float | None) -> None:
+                  max_seconds: float | None, channel: int | None = None) -> None:
     """The checks that need only the header, done before any sample is decoded; `min_rate` is
-    the lowest sample rate accepted (0: any, see `lowest_rate`)."""
-    if channels != 1:
-        raise BadAudio(f"{path}: expected mono audio, got {channels} channels", "multichannel_audio")
+    the lowest sample rate accepted (0: any, see `lowest_rate`); `channel` one that must exist."""
+    if channel is not None and channel >= channels:
+        raise BadAudio(f"{path}: has {channels} channel{'s' if channels > 1 else ''}, channel {channel} "
+                       "asked (channels count from 0)", "missing_channel")
     if rate < min_rate:
         raise BadAudio(f"{path}: sample rate {rate} Hz is below the model's {min_rate} Hz "
                        "(features.low_rate=refuse; upsample to accept it)", "low_sample_rate")
@@ -49,24 +65,36 @@ def check_header(path: Path, frames: int, rate: int, channels: int, min_rate: in
         raise BadAudio(f"{path}: {frames / rate:.1f} s is longer than the {max_seconds:.0f} s limit", "too_long_audio")
 
 
+def select_channel(data: np.ndarray, channel: int | list[int] | None) -> np.ndarray:
+    """(frames, channels) samples -> one contiguous channel: `channel`, the mean of a list of
+    them, or the mean of all (None)."""
+    if isinstance(channel, int):
+        return np.ascontiguousarray(data[:, channel])
+    return np.ascontiguousarray((data if channel is None else data[:, channel]).mean(axis=1, dtype=np.float32))
+
+
 def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None,
-               low_rate: str = "upsample") -> torch.Tensor:
+               low_rate: str = "upsample", channel: int | list[int] | None = None) -> torch.Tensor:
     """Read a file as a 1-D float32 tensor at `sample_rate`, resampling if needed.
 
-    Multi-channel audio is refused rather than silently mixed down: a stereo file in a speech
-    corpus usually means a wrong file, and a downmix would hide it. Audio recorded below
+    `channel`: the channel to read (0 = first), a list of channels to average, or None to average
+    all of them (the downmix; a mono file is read as it is). Manifests carry the choice per
+    utterance (a lhotse cut's `channel`), made from features.channels when they were built, so
+    the reader itself never guesses. Audio recorded below
     `sample_rate` (8 kHz telephone audio, most of a call centre's data) is upsampled: its mel
     bins above the recording's Nyquist frequency stay empty, but the speech band is intact.
     low_rate="refuse" skips such files instead, for corpora where a low rate means a wrong file.
-    Raises BadAudio for missing, unreadable, truncated, multi-channel, refused low-rate, empty or
-    over-long files.
+    Raises BadAudio for missing, unreadable, truncated, refused low-rate, empty or over-long files
+    and for a channel the file does not have.
     """
     path = Path(path)
     if not path.is_file():
         raise BadAudio(f"{path}: file not found", "missing_audio")
     try:
         with sf.SoundFile(str(path)) as f:
-            check_header(path, f.frames, f.samplerate, f.channels, lowest_rate(sample_rate, low_rate), max_seconds)
+            highest = max(channel) if isinstance(channel, list) else channel
+            check_header(path, f.frames, f.samplerate, f.channels, lowest_rate(sample_rate, low_rate), max_seconds,
+                         highest)
             expected, rate = f.frames, f.samplerate
             # frames given: libsndfile cannot seek in some codecs (GSM 06.10 WAV) and then refuses "read all"
             data = f.read(frames=expected, dtype="float32", always_2d=True)
@@ -78,5 +106,5 @@ def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
         raise BadAudio(f"{path}: truncated ({data.shape[0]} of {expected} samples)", "truncated_audio")
     if not np.isfinite(data).all():
         raise BadAudio(f"{path}: audio holds NaN or inf samples", "nonfinite_audio")
-    wave = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
+    wave = torch.from_numpy(select_channel(data, channel))
     return resample(wave, rate, sample_rate)

@@ -101,7 +101,8 @@ class AsrDataset(torch.utils.data.Dataset):
                     skips.add("unknown_characters", cut.id)
                     continue
             try:
-                wave = read_audio(cut.recording.sources[0].source, self.sample_rate, self.max_seconds, self.low_rate)
+                wave = read_audio(cut.recording.sources[0].source, self.sample_rate, self.max_seconds, self.low_rate,
+                                  cut.channel)
             except BadAudio as err:
                 skips.add(err.reason, str(err))
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import soundfile as sf
-from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
+from lhotse import CutSet, MonoCut, MultiCut, Recording, SupervisionSegment
 from lhotse.audio import AudioSource
 
 from bljust.data.audio import BadAudio, check_header
@@ -18,15 +18,17 @@ from bljust.data.skips import SkipLog
 from bljust.errors import UserError
 from bljust.data.text import Normalizer, normalize_text
 
-AUDIO_SUFFIXES = (".flac", ".wav")
+AUDIO_SUFFIXES = (".flac", ".wav", ".mp3", ".ogg", ".opus")  # what libsndfile >= 1.1 reads
 
 
 class ManifestError(UserError, ValueError):
     """A corpus folder or manifest that cannot be used at all; the message names it."""
 
 
-def _recording(rec_id: str, path: Path, skips: SkipLog, max_seconds: float, min_rate: int = 0) -> Recording | None:
-    """A lhotse Recording from the file header, or None (counted) if the file is unusable.
+def _recording(rec_id: str, path: Path, skips: SkipLog, max_seconds: float, min_rate: int = 0,
+               channel: int | None = None) -> Recording | None:
+    """A lhotse Recording (all its channels) from the file header, or None (counted) if the file
+    is unusable or lacks `channel`.
 
     Only the header is read here; faults in the samples (a corrupt or truncated FLAC) surface
     when training reads the file and are skipped and counted there. Files recorded below
@@ -38,13 +40,43 @@ def _recording(rec_id: str, path: Path, skips: SkipLog, max_seconds: float, min_
         skips.add("unreadable_audio", str(path))
         return None
     try:
-        check_header(path, info.frames, info.samplerate, info.channels, min_rate, max_seconds)
+        check_header(path, info.frames, info.samplerate, info.channels, min_rate, max_seconds, channel)
     except BadAudio as err:
         skips.add(err.reason, str(path))
         return None
     duration = info.frames / info.samplerate
-    source = AudioSource(type="file", channels=[0], source=str(path.resolve()))
+    source = AudioSource(type="file", channels=list(range(info.channels)), source=str(path.resolve()))
     return Recording(rec_id, [source], info.samplerate, info.frames, duration)
+
+
+def channel_cuts(rec: Recording, text: str | None, speaker: str | None, channels: str | int, skips: SkipLog,
+                 channel: int | None = None):
+    """The cuts one recording gives under features.channels (audio.parse_channels): a mono file
+    one MonoCut; with several channels, `mix` one MultiCut over all of them (read as their
+    average), a number one MonoCut of that channel, `split` one MonoCut per channel with ids
+    `<id>-ch<k>` (unlabelled audio only: one transcript cannot be both sides of a call; a table's
+    `channel` column gives each channel its own row and text). `channel` (that column) wins."""
+    def mono(cut_id: str, k: int) -> MonoCut:
+        sup = SupervisionSegment(cut_id, rec.id, 0.0, rec.duration, channel=k, text=text, speaker=speaker)
+        return MonoCut(cut_id, 0.0, rec.duration, k, supervisions=[sup], recording=rec)
+
+    n = rec.num_channels
+    if channel is not None or n == 1:
+        return [mono(rec.id, channel or 0)]
+    if channels == "mix":
+        every = list(range(n))
+        sup = SupervisionSegment(rec.id, rec.id, 0.0, rec.duration, channel=every, text=text, speaker=speaker)
+        return [MultiCut(rec.id, 0.0, rec.duration, every, supervisions=[sup], recording=rec)]
+    if channels == "split":
+        if text is not None:
+            skips.add("multichannel_labelled", f"{rec.sources[0].source} (features.channels=split: give each "
+                      "channel its own row and text with a table's channel column)")
+            return []
+        return [mono(f"{rec.id}-ch{k}", k) for k in range(n)]
+    if channels >= n:
+        skips.add("missing_channel", f"{rec.sources[0].source}: has {n} channels, features.channels={channels}")
+        return []
+    return [mono(rec.id, channels)]
 
 
 def _find_audio(folder: Path, utt_id: str) -> Path | None:
@@ -78,20 +110,20 @@ def _read_transcripts(trans: Path, skips: SkipLog, normalize: Normalizer = norma
 
 def scan_librispeech(
     folder: str | Path, labelled: bool, skips: SkipLog | None = None, max_seconds: float = 30.0,
-    normalize: Normalizer = normalize_text, min_rate: int = 0,
+    normalize: Normalizer = normalize_text, min_rate: int = 0, channels: str | int = "mix",
 ) -> CutSet:
     """All utterances under `folder` as a CutSet, sorted by id.
 
     labelled=True: one cut per trans.txt line with existing audio; the supervision carries the
     normalised text. labelled=False: one cut per audio file; the supervision carries no text
     (transcripts, if any, are not read), so no label can leak into unsupervised training.
+    A file with several channels gives the cuts `channel_cuts` says for `channels`.
     """
     folder = Path(folder)
     skips = skips if skips is not None else SkipLog()
     if not folder.is_dir():
         raise ManifestError(f"{folder}: corpus folder not found")
-    recordings: list[Recording] = []
-    supervisions: list[SupervisionSegment] = []
+    cuts: list = []
     seen: set[str] = set()
 
     def add(utt_id: str, path: Path, text: str | None) -> None:
@@ -102,9 +134,7 @@ def scan_librispeech(
         if rec is None:
             return
         seen.add(utt_id)
-        speaker = utt_id.split("-")[0]
-        recordings.append(rec)
-        supervisions.append(SupervisionSegment(utt_id, utt_id, 0.0, rec.duration, text=text, speaker=speaker))
+        cuts.extend(channel_cuts(rec, text, utt_id.split("-")[0], channels, skips))
 
     if labelled:
         transcripts = sorted(folder.rglob("*.trans.txt"))
@@ -125,17 +155,9 @@ def scan_librispeech(
     else:
         for path in sorted(p for p in folder.rglob("*") if p.suffix in AUDIO_SUFFIXES):
             add(path.stem, path, None)
-    if not recordings:
+    if not cuts:
         raise ManifestError(f"{folder}: no usable utterances ({skips.summary()})")
-    return _cutset(recordings, supervisions)
-
-
-def _cutset(recordings: list[Recording], supervisions: list[SupervisionSegment]) -> CutSet:
-    """One whole-recording cut per utterance, keeping the utterance id as the cut id."""
-    return CutSet.from_cuts(
-        MonoCut(rec.id, 0.0, rec.duration, 0, supervisions=[sup], recording=rec)
-        for rec, sup in zip(recordings, supervisions)
-    )
+    return CutSet.from_cuts(cuts)
 
 
 def read_transcripts(folder: str | Path) -> dict[str, str]:
@@ -166,7 +188,7 @@ def load_cuts(path: str | Path) -> CutSet:
         raise ManifestError(f"{path}: not a readable lhotse CutSet ({str(err).splitlines()[0]})") from None
 
 
-TABLE_COLUMNS = {"audio", "text", "speaker", "id"}
+TABLE_COLUMNS = {"audio", "text", "speaker", "id", "channel"}
 
 
 def is_table_manifest(path: str | Path) -> bool:
@@ -190,8 +212,12 @@ def is_table_manifest(path: str | Path) -> bool:
 
 def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seconds: float = 30.0,
                         normalize: Normalizer = normalize_text, min_rate: int = 0,
-                        labelled: bool = True) -> CutSet:
-    """A CutSet from a plain CSV (header row) or JSONL table with `audio,text[,speaker][,id]`.
+                        labelled: bool = True, channels: str | int = "mix") -> CutSet:
+    """A CutSet from a plain CSV (header row) or JSONL table with `audio,text[,speaker][,id][,channel]`.
+
+    `channel` (0 = first) reads one channel of the file: a call's agent and customer are two rows
+    of one file, each with its own text and id. Without it, a file with several channels gives
+    the cuts `channel_cuts` says for `channels` (features.channels).
 
     labelled=False: the text column, if any, is not read (unlabelled audio needs no transcript).
 
@@ -227,12 +253,19 @@ def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seco
         raise ManifestError(f"{path}: empty manifest")
     columns = set(rows[0])
     if "audio" not in columns or not columns <= TABLE_COLUMNS:
-        raise ManifestError(f"{path}: columns {sorted(columns)}; expected audio,text[,speaker][,id]")
-    recordings, supervisions, seen = [], [], set()
+        raise ManifestError(f"{path}: columns {sorted(columns)}; expected audio,text[,speaker][,id][,channel]")
+    cuts, seen = [], set()
     for n, row in enumerate(rows, 1):
         audio = Path(row["audio"])
         audio = audio if audio.is_absolute() else path.parent / audio
-        utt_id = row.get("id") or audio.stem
+        channel = row.get("channel")
+        if channel not in (None, ""):
+            if not str(channel).strip().isdigit():
+                raise ManifestError(f"{path}:{n}: channel={channel!r}; expected a channel number (0 = the first)")
+            channel = int(str(channel).strip())
+        else:
+            channel = None
+        utt_id = row.get("id") or (audio.stem if channel is None else f"{audio.stem}-ch{channel}")
         text, problem = normalize.label(row.get("text") or "") if labelled and "text" in columns else (None, None)
         if problem:
             skips.add(problem, f"{path}:{n}")
@@ -243,13 +276,11 @@ def load_table_manifest(path: str | Path, skips: SkipLog | None = None, max_seco
         if not audio.is_file():
             skips.add("missing_audio", str(audio))
             continue
-        rec = _recording(utt_id, audio, skips, max_seconds, min_rate)
+        rec = _recording(utt_id, audio, skips, max_seconds, min_rate, channel)
         if rec is None:
             continue
         seen.add(utt_id)
-        recordings.append(rec)
-        supervisions.append(SupervisionSegment(utt_id, utt_id, 0.0, rec.duration, text=text,
-                                               speaker=row.get("speaker") or None))
-    if not recordings:
+        cuts.extend(channel_cuts(rec, text, row.get("speaker") or None, channels, skips, channel))
+    if not cuts:
         raise ManifestError(f"{path}: no usable utterances ({skips.summary()})")
-    return _cutset(recordings, supervisions)
+    return CutSet.from_cuts(cuts)

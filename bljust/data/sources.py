@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lhotse import CutSet, SupervisionSegment
+from lhotse import CutSet
 from lhotse.utils import fastcopy
 
-from bljust.data.manifests import (ManifestError, _cutset, _recording, cut_text, is_table_manifest, load_cuts,
+from bljust.data.manifests import (ManifestError, _recording, channel_cuts, cut_text, is_table_manifest, load_cuts,
                                    load_table_manifest, scan_librispeech)
 from bljust.data.skips import SkipLog
 from bljust.data.text import Normalizer, normalize_text
@@ -75,29 +75,32 @@ def check_sources(recipe: Any) -> None:
 
 
 def load_entry(path: Path, labelled: bool, skips: SkipLog, max_seconds: float = 30.0,
-               normalize: Normalizer = normalize_text, min_rate: int = 0) -> CutSet:
+               normalize: Normalizer = normalize_text, min_rate: int = 0, channels: str | int = "mix") -> CutSet:
     """One entry (folder, table or CutSet file) as a uniform CutSet; bad utterances counted in
-    `skips`, among them audio recorded below `min_rate` Hz (0: any rate)."""
+    `skips`, among them audio recorded below `min_rate` Hz (0: any rate); files with several
+    channels mixed, split or picked as `channels` (features.channels) says."""
     if path.is_dir():
-        return scan_librispeech(path, labelled, skips, max_seconds, normalize, min_rate)
+        return scan_librispeech(path, labelled, skips, max_seconds, normalize, min_rate, channels)
     if is_table_manifest(path):
-        cuts = load_table_manifest(path, skips, max_seconds, normalize, min_rate, labelled=labelled)
+        cuts = load_table_manifest(path, skips, max_seconds, normalize, min_rate, labelled=labelled,
+                                   channels=channels)
         if labelled and cut_text(cuts[0]) is None:
             raise ManifestError(f"{path}: no text column; labelled data needs audio,text[,speaker][,id]")
     else:
-        cuts = import_cutset(load_cuts(path), labelled, skips, max_seconds, normalize, path, min_rate)
+        cuts = import_cutset(load_cuts(path), labelled, skips, max_seconds, normalize, path, min_rate, channels)
     return cuts if labelled else strip_text(cuts)
 
 
 def import_cutset(cuts: CutSet, labelled: bool, skips: SkipLog, max_seconds: float,
-                  normalize: Normalizer, path: Path, min_rate: int = 0) -> CutSet:
+                  normalize: Normalizer, path: Path, min_rate: int = 0, channels: str | int = "mix") -> CutSet:
     """A user's lhotse CutSet re-made in our form: whole single-file recordings, normalised text.
 
     Features are computed from the whole audio file, so a cut that is a segment of a longer
     recording (or has several supervisions, or no file source) cannot be used as it is: it is
     skipped and counted (split such recordings into files first, e.g. with lhotse's `cut.save_audio`).
+    A MonoCut of a multichannel recording keeps its channel; other cuts follow `channels`.
     """
-    recordings, supervisions = [], []
+    made_cuts = []
     for cut in cuts:
         rec = getattr(cut, "recording", None)
         if rec is None or len(rec.sources) != 1 or rec.sources[0].type != "file":
@@ -111,16 +114,16 @@ def import_cutset(cuts: CutSet, labelled: bool, skips: SkipLog, max_seconds: flo
             skips.add(problem, cut.id)
             continue
         source = Path(rec.sources[0].source)
+        channel = cut.channel if isinstance(cut.channel, int) and rec.num_channels > 1 else None
         made = _recording(cut.id, source if source.is_absolute() else path.parent / source, skips, max_seconds,
-                          min_rate)
+                          min_rate, channel)
         if made is None:
             continue
         speaker = cut.supervisions[0].speaker if cut.supervisions else None
-        recordings.append(made)
-        supervisions.append(SupervisionSegment(cut.id, cut.id, 0.0, made.duration, text=text, speaker=speaker))
-    if not recordings:
+        made_cuts.extend(channel_cuts(made, text, speaker, channels, skips, channel))
+    if not made_cuts:
         raise ManifestError(f"{path}: no usable utterances ({skips.summary()})")
-    return _cutset(recordings, supervisions)
+    return CutSet.from_cuts(made_cuts)
 
 
 def strip_text(cuts: CutSet) -> CutSet:
@@ -129,13 +132,13 @@ def strip_text(cuts: CutSet) -> CutSet:
 
 
 def load_split(recipe: Any, role: str, entries: list[str], skips: SkipLog, max_seconds: float,
-               normalize: Normalizer, min_rate: int = 0) -> CutSet:
+               normalize: Normalizer, min_rate: int = 0, channels: str | int = "mix") -> CutSet:
     """All entries of one role joined into one CutSet; an id seen twice is kept once and counted."""
     seen: set[str] = set()
     joined = []
     for entry in entries:
         for cut in load_entry(entry_path(role, entry, recipe), role != "unlabelled", skips, max_seconds, normalize,
-                              min_rate):
+                              min_rate, channels):
             if cut.id in seen:
                 skips.add("duplicate_id", f"{entry}:{cut.id}")
                 continue
