@@ -255,3 +255,14 @@ def test_the_aligner_spans_tokens_and_words(demo_root):
     al.push(log_probs[4:])
     words = al.words(tok)
     assert [(w.text, round(w.start, 2), round(w.end, 2)) for w in words] == [("AB", 0.04, 0.2), ("CD", 0.28, 0.4)]
+
+
+def test_bench_long_audio_reports_every_length(small_checkpoint, demo_root):
+    tool = Path(__file__).parents[1] / "tools" / "bench_long_audio.py"
+    out = subprocess.run([sys.executable, str(tool), "--ckpt", str(small_checkpoint), "--speech",
+                          str(demo_root / "corpus" / "dev"), "--minutes", "0.1,0.3", "--chunk", "4", "--threads", "1"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| 0.")]
+    assert [r[0].strip() for r in rows] == ["0.1 min", "0.3 min"]
+    assert all(float(r[2]) > 0 and float(r[4].split()[0]) >= float(r[3].split()[0]) for r in rows)
