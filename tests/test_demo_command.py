@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,10 @@ def test_demo_command_runs_every_method_and_writes_an_agreeing_report(demo_root,
                                                                               "train.progress"))]
     overrides += ["model=tiny", "eval.max_dev_utts=4", "monitor.probe_hours=0.005", "monitor.num_clusters=4",
                   "monitor.max_frames=300"]
+    started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "bljust.demo", "--experiment", "smoke", "--root", str(root), *overrides],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     md = (root / "report.md").read_text()
@@ -88,4 +91,5 @@ def test_demo_command_runs_every_method_and_writes_an_agreeing_report(demo_root,
     assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 3
     assert all(m in html for m in METHODS) and "http" not in html.replace("http-equiv", "")
     summary = json.loads((root / "demo.json").read_text())
-    assert summary["failed"] == [] and summary["wall_seconds"] > 0
+    # the demo's own clock against the test's: it ran inside the command, and not trivially short
+    assert summary["failed"] == [] and 1 < summary["wall_seconds"] <= elapsed

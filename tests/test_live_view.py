@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -19,37 +18,62 @@ INTERVAL = 0.5  # seconds between status lines in the watched run
 STEPS = 4
 
 
-class TimedLines:
-    """A text stream that keeps each whole line with the time it arrived."""
+class FakeClock:
+    """A clock the test moves by hand, so the view's timing does not depend on the machine's load."""
 
     def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TimedLines:
+    """A text stream that keeps each whole line with the (fake) time it arrived."""
+
+    def __init__(self, clock: FakeClock) -> None:
         self.lines: list[tuple[float, str]] = []
-        self._part = ""
+        self._part, self._clock = "", clock
 
     def write(self, text: str) -> None:
         self._part += text
         *whole, self._part = self._part.split("\n")
-        self.lines += [(time.monotonic(), line) for line in whole]
+        self.lines += [(self._clock(), line) for line in whole]
 
     def flush(self) -> None:
         pass
 
 
+POLL = 0.125  # fake seconds between the view's ticks (binary fractions: the sums are exact)
+TICKS_PER_RECORD = 3
+
+
 @pytest.fixture(scope="module")
 def watched(demo_root, tmp_path_factory):
-    """A real 4-step run (a dev evaluation at steps 2 and 4) as a child process, watched by a
-    LiveView as the demo watches its runs: (run folder, the view's lines, start and end times)."""
+    """A real 4-step run (a dev evaluation at steps 2 and 4), then its metrics.jsonl replayed record
+    by record into a folder a LiveView watches, its ticks driven by hand on a fake clock (as the
+    view's thread would drive them every POLL seconds): (run folder, the view's lines, start and
+    end times)."""
     run = tmp_path_factory.mktemp("live") / "supervised" / "seed0"
-    out = TimedLines()
-    with LiveView(interval=INTERVAL, out=out, poll=0.1) as view:
-        began = time.monotonic()
-        view.start("supervised/seed0", run)
-        proc = subprocess.run(train_cmd(demo_root, run, STEPS, "train.eval_every=2", "model=tiny",
-                                        "eval.max_dev_utts=4"), cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        time.sleep(3 * 0.1)  # a few polls, so the view reads the final record before it is told the run ended
-        view.end("supervised/seed0", proc.returncode, str(run / "demo.log"))
-        ended = time.monotonic()
+    proc = subprocess.run(train_cmd(demo_root, run, STEPS, "train.eval_every=2", "model=tiny",
+                                    "eval.max_dev_utts=4"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    replay = run.parent.parent / "replay" / "supervised" / "seed0"
+    replay.mkdir(parents=True)
+    clock = FakeClock()
+    out = TimedLines(clock)
+    view = LiveView(interval=INTERVAL, out=out, poll=POLL, clock=clock)  # not entered: no thread
+    began = clock()
+    view.start("supervised/seed0", replay)
+    with (replay / "metrics.jsonl").open("w") as metrics:
+        for line in (run / "metrics.jsonl").read_text().splitlines(keepends=True):
+            metrics.write(line)
+            metrics.flush()
+            for _ in range(TICKS_PER_RECORD):
+                clock.now += POLL
+                view.tick()
+    view.end("supervised/seed0", proc.returncode, str(run / "demo.log"))
+    ended = clock()
     return run, out.lines, began, ended
 
 
@@ -87,14 +111,17 @@ def test_lines_agree_with_the_records_a_real_run_wrote(watched, tmp_path):
 def test_view_prints_within_its_interval_while_the_child_trains(watched):
     _, lines, began, ended = watched
     texts = [text for _, text in lines]
-    # no gap longer than the interval plus some scheduling slack, from the start to the end
+    # no gap longer than the interval, from the start to the end (fake time: exact, whatever the load)
     times = [began, *(t for t, _ in lines), ended]
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert max(gaps) < INTERVAL + 1.0, gaps
+    assert max(gaps) <= INTERVAL, gaps
+    # a status line exactly every INTERVAL while the run trains (15 ticks of 0.125 s: at 0.5, 1.0,
+    # 1.5 s; the final record arrives after that, and its line replaces none)
+    status = [t for t, text in lines if " step " in text]
+    assert status == [INTERVAL * k for k in range(1, int((ended - began) / INTERVAL) + 1)] == [0.5, 1.0, 1.5], texts
     status = [t for t in texts if " step " in t]
-    assert len(status) >= int((ended - began) / INTERVAL) // 2, texts
     steps = [int(t.split(" step ")[1].split("/")[0]) for t in status]
-    assert steps == sorted(steps) and steps[-1] >= 1, texts
+    assert steps == [2, 3, 4], texts  # records 2, 3, 4 were the newest at ticks 4, 8 and 12
     assert texts[0].startswith("demo [    0s] supervised/seed0       started (")
     finished = [t for t in texts if " trained 4 steps in " in t]
     assert len(finished) == 1 and "dev CER" in finished[0] and "test CER" in finished[0], texts

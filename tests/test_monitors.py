@@ -173,7 +173,17 @@ def test_early_prediction_on_synthetic_runs(tmp_path, capsys):
     n, rho, interval, tau = rows["loss_sup"]
     assert (n, rho, tau) == ("5", "+0.50", "+0.40")
     lo, hi = (float(v) for v in interval.strip("[]").split(","))
-    assert -1 <= lo < 0 < 0.5 < hi <= 1, interval  # 5 runs: a rho of 0.5 is not told apart from none
+    assert lo < 0 < 0.5 < hi, interval  # 5 runs: a rho of 0.5 is not told apart from none
+    # the interval is the 2.5/97.5 % percentiles of rho over the seeded resamples, recomputed here
+    # with rho as the Pearson correlation of ranks (scipy's rankdata), not scipy's spearmanr
+    from scipy.stats import rankdata
+
+    x, y, rng, rhos = np.array(losses), np.array(wers), np.random.default_rng(0), []
+    for _ in range(2000):
+        idx = rng.integers(0, 5, 5)
+        if len(set(x[idx])) > 1 and len(set(y[idx])) > 1:
+            rhos.append(np.corrcoef(rankdata(x[idx]), rankdata(y[idx]))[0, 1])
+    assert interval == "[{:+.2f}, {:+.2f}]".format(*np.percentile(rhos, [2.5, 97.5]))
     assert main([str(tmp_path), "--fractions", "0.2", "--out", str(tmp_path / "out" / "again")]) == 0
     assert (tmp_path / "out" / "again.md").read_text() == table  # the bootstrap is seeded
     assert (tmp_path / "out" / "ep.png").stat().st_size > 1000
@@ -195,7 +205,7 @@ def test_trainer_logs_monitors_and_their_cost(small_cfg, tmp_path):
     records = {r["step"]: r for r in read_metrics(tmp_path / "metrics.jsonl") if not r.get("final") and "epoch_end" not in r}
     assert "loss_sup" not in records[2] and "loss_sup" in records[4]  # monitor-only record, then merged
     for step in (2, 4):
-        assert records[step]["monitor/frames"] > 0 and 1.0 <= records[step]["monitor/rankme"] <= 144
+        assert records[step]["monitor/frames"] > 0  # the RankMe value itself is recomputed below
         assert all(math.isfinite(v) for k, v in records[step].items() if k.startswith("monitor"))
     assert records[4]["monitor_seconds_total"] == pytest.approx(records[2]["monitor_seconds"] + records[4]["monitor_seconds"])
     # The logged values are those of the weights at that step: recomputed from the checkpoints

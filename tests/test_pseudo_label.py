@@ -209,8 +209,7 @@ def test_slimipl_warms_up_fills_the_cache_then_trains_on_it(small_cfg, tmp_path)
     assert outs[7]["pl_fraction"] == pytest.approx(1 / 6)
     # The demo's unlabelled folder keeps its transcripts: the labels are scored, for analysis only.
     labelled = [o for o in outs if "pl_kept_fraction" in o]
-    assert labelled and all(0 <= o["pl_kept_fraction"] <= 1 for o in labelled)
-    assert any("pl_wer" in o and o["pl_wer"] >= 0 for o in labelled)
+    assert labelled and all("pl_wer" in o and "pl_cer" in o for o in labelled)  # values recomputed below
     # each log step (every step here) reports that step's labelling passes, recomputed outside
     assert [i for i, o in enumerate(outs) if "pl_kept_fraction" in o] == [i for i, p in enumerate(expected.steps) if p]
     for out, passes in zip(outs, expected.steps):

@@ -1,0 +1,67 @@
+"""Every script in tools/ answers --help, and the ones no other test runs do one tiny real run on
+the small demo corpus (in this process: the scripts' main() read sys.argv)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import small_overrides
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+
+
+def run_main(monkeypatch, name: str, *args: str):
+    """The tool's main() with `args` as its command line; its return value (None or an exit code)."""
+    main = importlib.import_module(f"tools.{name}").main
+    monkeypatch.setattr(sys, "argv", [f"tools/{name}.py", *args])
+    return main(list(args)) if main.__code__.co_argcount else main()
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in TOOLS.glob("*.py")))
+def test_help(name, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as done:
+        run_main(monkeypatch, name, "--help")
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and out.startswith("usage:") and "--help" in out, out
+
+
+def corpus(demo_root: Path) -> list[str]:
+    return [o for o in small_overrides(demo_root) if not o.startswith("run_dir=")]
+
+
+def test_bench_data_counts_the_manifests_cuts(demo_root, monkeypatch, capsys):
+    from bljust.data.manifests import load_cuts
+
+    run_main(monkeypatch, "bench_data", "--batches", "2", *corpus(demo_root))
+    out = capsys.readouterr().out
+    for name in ("labelled", "unlabelled"):
+        n = len(load_cuts(demo_root / "prepared" / "manifests" / f"{name}.jsonl.gz"))
+        assert f"| {name} | {n} | " in out, out
+    assert [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")][-3:] == ["0", "1", "2"]
+
+
+@pytest.mark.train
+def test_bench_steps_profile_step_and_bench_mfu_run_one_round(demo_root, monkeypatch, capsys, tmp_path):
+    small = ["model.num_layers=1", *corpus(demo_root)]
+    run_main(monkeypatch, "bench_steps", "--rounds", "1", "--warmup", "0", *small)
+    assert "joint / (supervised + unsupervised) = " in capsys.readouterr().out
+    run_main(monkeypatch, "profile_step", "supervised", "--steps", "1", "--warmup", "0", "--out",
+             str(tmp_path / "prof.txt"), *small)
+    assert "Self CPU time total" in (tmp_path / "prof.txt").read_text()
+    run_main(monkeypatch, "bench_mfu", "--rounds", "1", "--warmup", "0", *small)
+    assert "MFU = " in capsys.readouterr().out
+
+
+def test_plot_curve_writes_a_png(tmp_path, monkeypatch):
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [{"step": s, "train_seconds": 2.0 * s, "dev_cer": 90.0 - s, "dev_wer": 100.0 - s} for s in (10, 20, 30)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    run_main(monkeypatch, "plot_curve", str(run), "--out", str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
