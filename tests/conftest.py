@@ -18,11 +18,13 @@ SMALL = {"train_minutes": 4, "unlabelled_minutes": 2, "dev_minutes": 0.5, "test_
 
 
 def pytest_collection_modifyitems(items):
-    """An end-to-end test trains, so `make test-fast` (-m "not train") leaves it out too. Tests
+    """An end-to-end test trains, and so does a test using small_checkpoint, so `make test-fast`
+    (-m "not train") leaves them out too. Tests
     marked `cuda` skip where no GPU is (`make gpu-check` runs them where one is)."""
     no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (make gpu-check)")
     for item in items:
-        if item.get_closest_marker("e2e"):
+        # small_checkpoint trains two steps to make its checkpoint
+        if item.get_closest_marker("e2e") or "small_checkpoint" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.train)
         if item.get_closest_marker("cuda") and not torch.cuda.is_available():
             item.add_marker(no_gpu)
