@@ -24,7 +24,7 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from bljust.data.audio import BadAudio, lowest_rate, parse_channels
+from bljust.data.audio import BadAudio, parse_channels
 from bljust.decoding import chunked
 from bljust.decoding.options import DECODE_KEYS, DecodeOptions, make_decoder
 from bljust.errors import UserError
@@ -76,15 +76,11 @@ def transcribe_files(ckpt: str, files: list[str], device: torch.device, opts: De
     opts = opts or DecodeOptions()
     decode = make_decoder(tokenizer, opts)
     feat = cfg["features"]
-    min_rate = lowest_rate(feat["sample_rate"], feat.get("low_rate", "upsample"))
     out = []
     for path in files:
         for channel in file_channels(path, channels):
             name = path if channels != "split" or channel is None else f"{path}:ch{channel}"
             try:
-                if Path(path).is_file() and sf.info(path).samplerate < min_rate:
-                    raise BadAudio(f"{path}: sample rate {sf.info(path).samplerate} Hz is below the model's "
-                                   f"{min_rate} Hz (features.low_rate=refuse)", "low_sample_rate")
                 pieces = chunked.frames(model, cmvn, feat, path, chunk, overlap, channel, device)
                 if opts.decode == "greedy":
                     aligner = chunked.GreedyAligner()

@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from bljust.data.audio import BadAudio, select_channel
+from bljust.data.audio import BadAudio, check_header, lowest_rate, select_channel
 from bljust.data.features import Cmvn, fbank, resample
 
 FRAME_SECONDS = 0.04  # one encoder frame: 10 ms fbank hop x 4 (conv subsampling)
@@ -43,9 +43,11 @@ class Word:
 
 
 def windows(path: str | Path, sample_rate: int, chunk: float, overlap: float,
-            channel: int | list[int] | None = None) -> Iterator[tuple[float, float, torch.Tensor, float]]:
+            channel: int | list[int] | None = None,
+            min_rate: int = 0) -> Iterator[tuple[float, float, torch.Tensor, float]]:
     """(window start s, kept span start s, mono wave at `sample_rate`, kept span end s) for each
-    window of a file; reads one window of samples at a time. `channel` as in audio.read_audio."""
+    window of a file; reads one window of samples at a time. `channel` as in audio.read_audio;
+    files below `min_rate` Hz are refused (audio.lowest_rate)."""
     path = Path(path)
     if not path.is_file():
         raise BadAudio(f"{path}: file not found", "missing_audio")
@@ -55,12 +57,8 @@ def windows(path: str | Path, sample_rate: int, chunk: float, overlap: float,
         raise BadAudio(f"{path}: not readable audio ({str(err).splitlines()[0]})", "unreadable_audio") from None
     with f:
         rate, total = f.samplerate, f.frames
-        if total == 0:
-            raise BadAudio(f"{path}: zero-length audio", "empty_audio")
-        highest = max(channel) if isinstance(channel, list) else channel
-        if highest is not None and highest >= f.channels:
-            raise BadAudio(f"{path}: has {f.channels} channels, channel {highest} asked (channels count from 0)",
-                           "missing_channel")
+        # the reader's header checks, but no length limit: windows are what makes any length fit
+        check_header(path, total, rate, f.channels, min_rate, None, max(channel) if isinstance(channel, list) else channel)
         step = round(FRAME_SECONDS * rate)  # samples per encoder frame at the file's rate
         stride, context = max(1, round(chunk / FRAME_SECONDS)) * step, round(overlap / FRAME_SECONDS) * step
         buf, buf_start = np.zeros((0, f.channels), np.float32), 0  # samples [buf_start, buf_start + len(buf))
@@ -95,7 +93,8 @@ def frames(model, cmvn: Cmvn, feat: dict, path: str | Path, chunk: float, overla
     from bljust.data.dataset import pad_batch
 
     done = 0  # frames yielded so far: the next kept frame's index in the whole file
-    for start, kept_start, wave, kept_end in windows(path, feat["sample_rate"], chunk, overlap, channel):
+    min_rate = lowest_rate(feat["sample_rate"], feat.get("low_rate", "upsample"))
+    for start, kept_start, wave, kept_end in windows(path, feat["sample_rate"], chunk, overlap, channel, min_rate):
         x, lens, _, _ = pad_batch([cmvn(fbank(wave, feat["num_mel_bins"], feat["sample_rate"]))], None)
         if lens[0] < 8:  # under ~80 ms: no encoder frame (only a file's last sliver can be this short)
             continue
