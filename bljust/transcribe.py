@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
@@ -55,6 +56,24 @@ def number(kv: dict[str, str], key: str, default: float, low: float) -> float:
     return value
 
 
+@dataclass
+class Transcript:
+    """One file's (or one channel's) result: `text` and, when asked for, `words` (chunked.Word);
+    `error` instead when the file could not be read."""
+
+    path: str
+    channel: int | None  # the channel transcribed alone (channels=split or N); None: the downmix or a mono file
+    split: bool  # one of several channels transcribed apart (channels=split): named FILE:chK
+    text: str | None = None
+    error: str | None = None
+    words: list | None = None
+
+    @property
+    def name(self) -> str:
+        """How the result is printed: the file, or FILE:chK for one channel of a split file."""
+        return f"{self.path}:ch{self.channel}" if self.split else self.path
+
+
 def file_channels(path: str, channels: str | int) -> list[int | None]:
     """The channel selections one file is transcribed under: None is the downmix (or a mono file)."""
     try:
@@ -69,9 +88,9 @@ def file_channels(path: str, channels: str | int) -> list[int | None]:
 @torch.no_grad()
 def transcribe_files(ckpt: str, files: list[str], device: torch.device, opts: DecodeOptions | None = None,
                      channels: str | int = "mix", chunk: float = 20.0, overlap: float = 2.0,
-                     with_words: bool = False) -> list[tuple[str, str | None, str | None, list | None]]:
-    """(name, text or None, error or None, words or None) per file and channel: `name` is the file,
-    or FILE:chK for one channel of a split file; `words` (chunked.Word) when with_words."""
+                     with_words: bool = False) -> list[Transcript]:
+    """One Transcript per file, or per channel of a file under channels=split, in the order given;
+    word times when with_words."""
     model, tokenizer, cmvn, cfg = load_for_inference(ckpt, device)
     opts = opts or DecodeOptions()
     decode = make_decoder(tokenizer, opts)
@@ -79,7 +98,7 @@ def transcribe_files(ckpt: str, files: list[str], device: torch.device, opts: De
     out = []
     for path in files:
         for channel in file_channels(path, channels):
-            name = path if channels != "split" or channel is None else f"{path}:ch{channel}"
+            result = Transcript(path, channel, split=channels == "split" and channel is not None)
             try:
                 pieces = chunked.frames(model, cmvn, feat, path, chunk, overlap, channel, device)
                 if opts.decode == "greedy":
@@ -95,28 +114,29 @@ def transcribe_files(ckpt: str, files: list[str], device: torch.device, opts: De
                     text = decode(log_probs, torch.tensor([log_probs.shape[1]]))[0]
                     words = None
             except BadAudio as err:
-                out.append((name, None, str(err), None))
-                continue
-            out.append((name, text, None, words))
+                result.error = str(err)
+            else:
+                result.text, result.words = text, words
+            out.append(result)
     return out
 
 
-def write_timestamps(name: str, text: str, words: list, formats: list[str], folder: Path) -> list[Path]:
-    """<stem>[.chK].json / .srt / .ctm in `folder` for one transcript."""
-    path, _, ch = name.rpartition(":ch") if ":ch" in name else (name, "", "")
-    stem = Path(path).stem + (f".ch{ch}" if ch else "")
+def write_timestamps(result: Transcript, formats: list[str], folder: Path) -> list[Path]:
+    """<stem>[.chK].json / .srt / .ctm in `folder` for one transcript (.chK for a split file's channel)."""
+    words, stem = result.words or [], Path(result.path).stem
+    name = stem + (f".ch{result.channel}" if result.split else "")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
-        target = folder / f"{stem}.{fmt}"
+        target = folder / f"{name}.{fmt}"
         if fmt == "json":
-            body = json.dumps({"audio": path, "channel": int(ch) if ch else None, "text": text,
+            body = json.dumps({"audio": result.path, "channel": result.channel, "text": result.text,
                                "words": [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
                                           "confidence": round(w.confidence, 4)} for w in words]}, indent=1) + "\n"
         elif fmt == "srt":
             body = chunked.srt(words)
         else:
-            body = chunked.ctm(words, Path(path).stem, int(ch) + 1 if ch else 1)
+            body = chunked.ctm(words, stem, result.channel + 1 if result.channel is not None else 1)
         target.write_text(body)
         written.append(target)
     return written
@@ -143,14 +163,14 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as err:
         fail(err)
     failed = False
-    for name, text, error, words in results:
-        if error:
-            print(f"error: {error}", file=sys.stderr)
+    for result in results:
+        if result.error:
+            print(f"error: {result.error}", file=sys.stderr)
             failed = True
             continue
-        print(f"{name}\t{text}")
+        print(f"{result.name}\t{result.text}")
         if formats:
-            write_timestamps(name, text, words, formats, Path(kv.get("out", ".")))
+            write_timestamps(result, formats, Path(kv.get("out", ".")))
     sys.exit(1 if failed else 0)
 
 

@@ -202,10 +202,11 @@ def test_one_window_is_whole_file_decoding_and_windows_agree_with_it(small_check
         logits, out_lens = model(x, lens)
     whole = tok.decode(greedy_decode(logits.float(), out_lens)[0])  # decoded as evaluate decodes
     dev = torch.device("cpu")
-    [(_, one, _, _)] = transcribe_files(str(small_checkpoint), [str(tmp_path / "long.wav")], dev, chunk=60)
+    [result] = transcribe_files(str(small_checkpoint), [str(tmp_path / "long.wav")], dev, chunk=60)
+    one = result.text
     assert one == whole
-    [(_, windowed, _, _)] = transcribe_files(str(small_checkpoint), [str(tmp_path / "long.wav")], dev,
-                                             chunk=3.0, overlap=1.0)
+    [result] = transcribe_files(str(small_checkpoint), [str(tmp_path / "long.wav")], dev, chunk=3.0, overlap=1.0)
+    windowed = result.text
     agreement = error_rates([whole], [windowed])["cer"]
     print(f"windowed vs whole-file greedy text: {agreement:.1f} % CER")
     assert agreement < 5
@@ -266,3 +267,20 @@ def test_bench_long_audio_reports_every_length(small_checkpoint, demo_root):
     rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| 0.")]
     assert [r[0].strip() for r in rows] == ["0.1 min", "0.3 min"]
     assert all(float(r[2]) > 0 and float(r[4].split()[0]) >= float(r[3].split()[0]) for r in rows)
+
+
+def test_timestamp_files_are_named_from_the_result_not_from_its_printed_name(tmp_path):
+    from bljust.transcribe import Transcript, write_timestamps
+
+    words = [chunked.Word("hello", 0.4, 0.8, 0.9)]
+    # a file whose own name contains ":ch": not mistaken for channel 1 of "odd"
+    mono = Transcript("/x/odd:ch1.wav", None, split=False, text="hello", words=words)
+    assert mono.name == "/x/odd:ch1.wav"
+    [j, c] = write_timestamps(mono, ["json", "ctm"], tmp_path)
+    assert j.name == "odd:ch1.json" and json.loads(j.read_text())["channel"] is None
+    assert c.read_text().split()[:2] == ["odd:ch1", "1"]
+    side = Transcript("/x/call.wav", 1, split=True, text="hello", words=words)
+    assert side.name == "/x/call.wav:ch1"
+    [j, c] = write_timestamps(side, ["json", "ctm"], tmp_path)
+    assert j.name == "call.ch1.json" and json.loads(j.read_text())["channel"] == 1
+    assert c.read_text().split()[:2] == ["call", "2"]

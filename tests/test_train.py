@@ -171,6 +171,34 @@ def test_evaluate_and_transcribe_commands(trained, demo_root):
     assert any(hyps[Path(f).stem].strip() for f in files)  # not all empty: the equality says something
 
 
+def test_word_times_of_a_long_recording_fall_inside_its_utterances(trained, demo_root, tmp_path):
+    """Held-out utterances end to end with a second of silence between: transcribed in windows
+    shorter than one utterance, every recognised word must lie inside the speech it came from
+    (CTC word times from the best path; 40 ms frames, so 0.12 s of slack)."""
+    import numpy as np
+    import soundfile as sf
+
+    from bljust.transcribe import transcribe_files
+
+    pieces, spans, t = [], [], 0.0
+    for flac in sorted((demo_root / "corpus" / "test").rglob("*.flac"))[:6]:
+        speech = sf.read(str(flac), dtype="float32")[0]
+        pieces += [speech, np.zeros(16000, np.float32)]
+        spans.append((t, t + len(speech) / 16000))
+        t += len(speech) / 16000 + 1.0
+    sf.write(str(tmp_path / "long.wav"), np.concatenate(pieces), 16000)
+    [result] = transcribe_files(str(trained / "checkpoints" / "best.pt"), [str(tmp_path / "long.wav")],
+                                torch.device("cpu"), chunk=1.5, overlap=0.5, with_words=True)
+    words = result.words
+    assert words and [w.text for w in words] == result.text.split()
+    outside = [w for w in words if not any(a - 0.12 <= w.start < w.end <= b + 0.12 for a, b in spans)]
+    print(f"{len(words)} words, {len(outside)} outside an utterance: {outside[:3]}")
+    assert not outside
+    assert all(u.end <= v.start for u, v in zip(words, words[1:]))  # in order, not overlapping
+    # and the words are spread over the recording, not bunched in one utterance
+    assert sum(any(a - 0.12 <= w.start <= b for w in words) for a, b in spans) >= len(spans) - 1
+
+
 def _error_rates(ckpt: Path, data: Path) -> dict[str, float]:
     """WER/CER of a checkpoint on a table, references normalised as the checkpoint's were."""
     from bljust.data.dataset import AsrDataset

@@ -30,7 +30,8 @@ from bljust.evaluate import load_for_inference
 load_for_inference(sys.argv[1], torch.device("cpu"))  # imports and weights, outside the timing
 loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-[(_, text, err, _)] = transcribe_files(sys.argv[1], [sys.argv[2]], torch.device("cpu"), chunk=float(sys.argv[3]))
+[result] = transcribe_files(sys.argv[1], [sys.argv[2]], torch.device("cpu"), chunk=float(sys.argv[3]))
+text, err = result.text, result.error
 seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "loaded_mb": loaded / 1024,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
