@@ -65,3 +65,27 @@ def test_plot_curve_writes_a_png(tmp_path, monkeypatch):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     run_main(monkeypatch, "plot_curve", str(run), "--out", str(tmp_path / "c.png"))
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_sample_efficiency_means_the_seeds_and_matches_minutes(tmp_path, monkeypatch, capsys):
+    import json
+
+    from tools.plot_sample_efficiency import matching_minutes
+
+    def run(root: Path, method: str, seed: int, cer: float) -> None:
+        (root / "final" / method / f"seed{seed}").mkdir(parents=True)
+        (root / "final" / method / f"seed{seed}" / "wer.json").write_text(json.dumps({"test": {"cer": cer, "wer": 99.0}}))
+
+    for minutes, sup, other in ((5, [60.0], [54.0]), (20, [50.0, 52.0], [48.0, 50.0])):
+        for seed, (s, o) in enumerate(zip(sup, other)):
+            run(tmp_path / f"l{minutes}", "supervised", seed, s)
+            run(tmp_path / f"l{minutes}", "ptft", seed, o)
+        run(tmp_path / f"l{minutes}", "none", 0, 80.0)
+    assert run_main(monkeypatch, "plot_sample_efficiency", f"5={tmp_path / 'l5'}", f"20={tmp_path / 'l20'}",
+                    "--out", str(tmp_path / "se.png")) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "se.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| supervised | 60.0 (n=1) | 51.0 ± 1.4 (n=2) | – |" in out
+    # ptft at 5 min (54.0) is what supervised reaches two thirds of the way from 60 to 51, in log-minutes
+    assert "| ptft | 54.0 (n=1) | 49.0 ± 1.4 (n=2) | 5→" + f"{5 * 4 ** (2 / 3):.1f} |" in out
+    assert matching_minutes({5: 60.0, 20: 51.0}, 70.0) is None  # outside the measured range
