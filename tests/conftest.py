@@ -3,10 +3,10 @@ built from it, and config composition."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
-
-import shutil
 
 import pytest
 import torch
@@ -28,6 +28,42 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.train)
         if item.get_closest_marker("cuda") and not torch.cuda.is_available():
             item.add_marker(no_gpu)
+
+
+def starts_training(cmd) -> bool:
+    """Whether a command line trains: bljust.train with steps to take, a protocol or demo that is
+    not a dry run, the fault-injection tool or a DDP worker."""
+    parts = [str(p) for p in (cmd if isinstance(cmd, (list, tuple)) else [cmd])]
+    if "--help" in parts or "-h" in parts:
+        return False
+    if any(p.endswith(("fault_inject.py", "ddp_worker.py")) for p in parts):
+        return True
+    if "bljust.train" in parts:
+        return any(p.startswith("train.max_steps=") and p.split("=", 1)[1] not in ("0", "") for p in parts)
+    return any(p in ("bljust.protocol", "bljust.demo") for p in parts) and "--dry-run" not in parts
+
+
+@pytest.fixture(autouse=True)
+def _no_training_unless_marked(request, monkeypatch):
+    """Under -m "not train" (make test-fast) a test that trains fails, naming itself, instead of
+    quietly making the fast suite slow: Trainer.run and any training command it starts are refused."""
+    if "not train" not in (request.config.option.markexpr or ""):
+        return
+    from bljust.train import Trainer
+
+    def refuse(*args, **kwargs):
+        pytest.fail(f"{request.node.nodeid} trains but is not marked train (mark it, or make it not train)")
+
+    def guard(real):
+        def wrapped(cmd, *args, **kwargs):
+            if starts_training(cmd):
+                refuse()
+            return real(cmd, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(Trainer, "run", refuse)
+    monkeypatch.setattr(subprocess, "run", guard(subprocess.run))
+    monkeypatch.setattr(subprocess, "Popen", guard(subprocess.Popen))
 
 
 @pytest.fixture(autouse=True)

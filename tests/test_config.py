@@ -148,6 +148,7 @@ def test_every_experiment_file_composes_with_its_method(experiment):
     assert cfg.method.name == VARIANTS.get(experiment, method)
 
 
+@pytest.mark.train  # two steps of a real run
 def test_a_new_method_is_one_module_and_one_yaml(tmp_path):
     """Copy just.py to toy.py and just.yaml to toy.yaml, rename, and `method=toy` trains: nothing
     else in the package names the methods."""
