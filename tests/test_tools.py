@@ -89,3 +89,55 @@ def test_plot_sample_efficiency_means_the_seeds_and_matches_minutes(tmp_path, mo
     # ptft at 5 min (54.0) is what supervised reaches two thirds of the way from 60 to 51, in log-minutes
     assert "| ptft | 54.0 (n=1) | 49.0 ± 1.4 (n=2) | 5→" + f"{5 * 4 ** (2 / 3):.1f} |" in out
     assert matching_minutes({5: 60.0, 20: 51.0}, 70.0) is None  # outside the measured range
+
+
+@pytest.fixture(scope="module")
+def demo_lm(tmp_path_factory) -> Path:
+    """A small bigram LM on the demo corpus's LM text (which holds out dev and test), as other tests build it."""
+    from bljust.data.demo_corpus import DemoCorpusSpec, lm_sentences
+    from bljust.decoding.lm import build_arpa
+
+    return build_arpa(lm_sentences(DemoCorpusSpec())[:2000], tmp_path_factory.mktemp("lm") / "lm.arpa", order=2)
+
+
+def test_tune_lm_picks_the_best_dev_point_and_scores_test_like_evaluate(small_checkpoint, demo_lm, tmp_path,
+                                                                        monkeypatch, capsys):
+    import json
+
+    import bljust.evaluate as ev
+    from bljust.decoding.options import DecodeOptions
+
+    out = tmp_path / "tune.json"
+    run_main(monkeypatch, "tune_lm", str(small_checkpoint), str(demo_lm), "--lm-weights", "0.5,3",
+             "--word-scores=-10,10", "--beam-size", "10", "--out", str(out))
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    grid = [(p["lm_weight"], p["word_score"]) for p in result["grid"]]
+    assert grid == [(0.5, -10.0), (0.5, 10.0), (3.0, -10.0), (3.0, 10.0)]
+    # the lowest dev WER, then CER, the first on a tie
+    best = min(result["grid"], key=lambda p: (p["wer"], p["cer"]))
+    assert result["best"] == best
+    # test, with the chosen pair, scored as bljust.evaluate scores it
+    _, greedy, _ = ev.evaluate(small_checkpoint, "test", out=tmp_path / "greedy", device="cpu")
+    _, beam, _ = ev.evaluate(small_checkpoint, "test", out=tmp_path / "beam", device="cpu", opts=DecodeOptions(
+        "beam", beam_size=10, lm=str(demo_lm), lm_weight=best["lm_weight"], word_score=best["word_score"]))
+    for name, rates in (("greedy", greedy), ("beam+lm", beam)):
+        row = result["test"][name]
+        assert (row["wer"], row["cer"], row["utterances"]) == (rates["wer"], rates["cer"], rates["utterances"]), name
+    assert result["relative_wer_reduction"] == pytest.approx(1 - beam["wer"] / greedy["wer"])
+    assert f"lm_weight={best['lm_weight']:g} word_score={best['word_score']:g} beam_size=10\n" in printed
+    assert sum(line.startswith("dev lm_weight=") for line in printed.splitlines()) == 4
+
+
+def test_tune_lm_without_the_prepared_split_says_so_in_one_line(small_checkpoint, demo_lm, tmp_path, monkeypatch,
+                                                               capsys):
+    from bljust.tracking.checkpoint import load_checkpoint, save_atomic
+
+    ckpt = load_checkpoint(small_checkpoint)
+    ckpt["config"]["recipe"]["data_dir"] = str(tmp_path / "gone")
+    save_atomic(ckpt, tmp_path / "moved.pt")
+    with pytest.raises(SystemExit) as done:
+        run_main(monkeypatch, "tune_lm", str(tmp_path / "moved.pt"), str(demo_lm))
+    assert done.value.code == 1
+    err = capsys.readouterr().err
+    assert err == f"error: split=dev: no prepared manifest {tmp_path / 'gone' / 'manifests' / 'eval_dev.jsonl.gz'}\n"
