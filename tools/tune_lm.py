@@ -6,7 +6,8 @@ Dev logits are computed once and decoded for every grid point; the pair with the
 (then CER) is the one used on test, which is decoded only with it, never tuned on. Speed is
 utterances per second on one CPU thread, for the whole path (audio, features, model, decoding)
 and for the decoding alone. Prints a markdown table and the `bljust.evaluate` command that
-scores a run with the chosen pair.
+scores a run with the chosen pair. A user error (a missing checkpoint, LM or prepared split) is
+one line `error: ...` on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import torch
 
+from bljust.cli import fail
 from bljust.decoding.options import DecodeOptions, greedy_decoder, make_decoder
 from bljust.evaluate import (LM_WEIGHTS, WORD_SCORES, decode_all, emissions, eval_dataset, load_model, score,
                              split_cuts, tune_lm_weights)
+from bljust.errors import UserError
 from bljust.tracking.checkpoint import load_checkpoint
 
 
@@ -46,6 +49,14 @@ def main() -> None:
     ap.add_argument("--beam-size", type=int, default=50)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    try:
+        tune(args)
+    except UserError as err:
+        fail(err)
+
+
+def tune(args: argparse.Namespace) -> None:
+    """Tune on args.dev, score args.test, print the tables and write args.out."""
     torch.set_num_threads(1)  # the speed figures are per core
     device = torch.device("cpu")
     model, tokenizer, cmvn, cfg = load_model(load_checkpoint(args.ckpt), device)
