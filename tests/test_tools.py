@@ -279,3 +279,31 @@ def test_score_last_scores_dev_and_test_of_each_run(small_checkpoint, demo_root,
     done = subprocess.run(["bash", str(TOOLS / "score_last.sh"), str(tmp_path / "unfinished")], cwd=TOOLS.parent,
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.startswith("error: ") and "last.pt" in done.stderr, done.stderr
+
+
+@pytest.mark.train
+def test_bench_peer_times_ours_and_torchaudios_conformer_at_equal_size(demo_root, monkeypatch, capsys):
+    """One round of the tiny model against torchaudio's Conformer on a small real batch: a row for
+    each, consistent with each other; the peer matches our parameter count within 1 % (only the
+    encoder differs, and torchaudio's Conformer at our config's numbers has the same weights)."""
+    from bljust.cli import compose_config
+    from bljust.models.asr import AsrModel, count_parameters
+    from tools.bench_peer import build_peer
+
+    run_main(monkeypatch, "bench_peer", "--models", "tiny", "--rounds", "1", "--warmup", "0",
+             *corpus(demo_root), "train.max_duration=8")
+    out = capsys.readouterr().out
+    rows = {cells[2]: cells for line in out.splitlines() if line.startswith("| tiny |")
+            for cells in [[c.strip() for c in line.split("|")]]}
+    assert set(rows) == {"ours", "torchaudio"}, out
+    ms = {k: float(r[4].split()[0]) for k, r in rows.items()}
+    assert float(rows["ours"][8].strip("*")) == pytest.approx(ms["ours"] / ms["torchaudio"], rel=0.02), out
+    gflop = {k: float(r[6]) for k, r in rows.items()}
+    assert gflop["torchaudio"] == pytest.approx(gflop["ours"], rel=0.1), out  # same GEMMs, same batch
+    for name in ("tiny", "small"):
+        cfg = compose_config([f"model={name}"]).model
+        ours = AsrModel(cfg, vocab_size=40)
+        n_ours, n_peer = count_parameters(ours), count_parameters(build_peer(ours, cfg))
+        assert 1 / 1.01 <= n_peer / n_ours <= 1.01, (name, n_ours, n_peer)
+        if name == "tiny":
+            assert float(rows["torchaudio"][3]) == pytest.approx(n_peer / 1e6, abs=0.01), out

@@ -24,18 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bljust.cli import compose_config
-from bljust.tracking.timing import timed
-
-
-def matmul_rate(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device, reps: int) -> float:
-    """FLOP/s of (m x k) @ (k x n), the best of `reps` timed repetitions of a few calls each."""
-    a = torch.randn(m, k, device=device, dtype=dtype)
-    b = torch.randn(k, n, device=device, dtype=dtype)
-    calls = max(1, int(2e9 / (2 * m * k * n)))  # ~2 GFLOP per timing, long enough to time
-    best = float("inf")
-    for _ in range(reps):
-        best = min(best, timed(lambda: [torch.matmul(a, b) for _ in range(calls)], device))
-    return 2 * m * k * n * calls / best
+from bljust.tracking.timing import gemm_shapes, matmul_rate, timed
 
 
 def main() -> None:
@@ -77,8 +66,7 @@ def main() -> None:
         method.optimizers["main"].zero_grad(set_to_none=True)
 
         frames = int(batch.feat_lens.max()) // 4 * len(batch)  # encoder rows per GEMM (40 ms frames)
-        d, ff = cfg.model.d_model, cfg.model.d_model * cfg.model.ff_mult
-        shapes = {"ffn in": (frames, d, ff), "ffn out": (frames, ff, d), "attn proj": (frames, d, d)}
+        shapes = gemm_shapes(frames, cfg.model.d_model, cfg.model.d_model * cfg.model.ff_mult)
         step_times, aten_times, peak_rates = [], [], {name: [] for name in shapes}
         from torch import nn
 

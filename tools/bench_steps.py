@@ -71,6 +71,8 @@ def main() -> None:
         for k, v in med.items():
             print(f"  {k:13s} median {v * 1000:8.1f} ms  (min {min(times[k]) * 1000:.1f}, max {max(times[k]) * 1000:.1f})")
         print(f"joint / (supervised + unsupervised) = {ratio:.3f}  (target <= 1.05)")
+        print(f"to the supervised step: unsupervised ({cfg.objective.unsup}) {med['unsupervised'] / med['supervised']:.3f}, "
+              f"bljust_joint {med['bljust_joint'] / med['supervised']:.3f}")
 
 
 if __name__ == "__main__":

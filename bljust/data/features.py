@@ -1,5 +1,5 @@
 """Log-mel filterbank features, resampling, SpecAugment's masks and global mean/variance
-normalisation (CMVN).
+normalisation (CMVN); also torchaudio's Conformer, the peer tools/bench_peer.py times ours against.
 
 This is the only module that imports torchaudio: it is frozen upstream (2.11 is its last line),
 so moving to another signal-processing library is a change to this file alone.
@@ -56,6 +56,18 @@ def num_frames(num_samples: int, sample_rate: int = 16000) -> int:
     """Number of fbank frames for a waveform length (Kaldi snip_edges=True)."""
     window, shift = int(0.025 * sample_rate), int(FRAME_SHIFT_S * sample_rate)
     return 0 if num_samples < window else 1 + (num_samples - window) // shift
+
+
+def torchaudio_conformer(input_dim: int, num_heads: int, ffn_dim: int, num_layers: int,
+                         depthwise_conv_kernel_size: int, dropout: float) -> torch.nn.Module:
+    """torchaudio.models.Conformer with these settings (BatchNorm in the conv module, attention
+    before convolution: torchaudio's defaults), for tools/bench_peer.py. It is built here, not in
+    the tool, because this module is the only one that imports torchaudio; imported on first call,
+    so feature extraction does not load torchaudio.models."""
+    from torchaudio.models import Conformer
+
+    return Conformer(input_dim=input_dim, num_heads=num_heads, ffn_dim=ffn_dim, num_layers=num_layers,
+                     depthwise_conv_kernel_size=depthwise_conv_kernel_size, dropout=dropout)
 
 
 @dataclass

@@ -13,12 +13,13 @@ class AsrModel(nn.Module):
     """Encoder + CTC head (vocabulary incl. blank at 0).
 
     Unsupervised heads live in the objectives that own them, so a checkpoint from any method
-    loads into this model for fine-tuning or decoding.
+    loads into this model for fine-tuning or decoding. `encoder` replaces ConformerEncoder with any
+    module of its interface (tools/bench_peer.py: torchaudio's Conformer blocks).
     """
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, encoder: nn.Module | None = None):
         super().__init__()
-        self.encoder = ConformerEncoder(cfg)
+        self.encoder = encoder if encoder is not None else ConformerEncoder(cfg)
         self.ctc_head = nn.Linear(cfg.d_model, vocab_size)
 
     def forward(self, feats: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
