@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=method)
     ax.set_xscale("log")
+    ax.minorticks_off()  # log axis: only the measured minutes are labelled
     ax.set_xticks(sorted(roots), [f"{m:g}" for m in sorted(roots)])
     ax.set_xlabel("labelled target minutes")
     ax.set_ylabel(f"target {args.split} {args.metric.upper()} (%)")
