@@ -25,6 +25,22 @@ class LowRate(StrEnum):
     refuse = "refuse"  # skipped and counted as low_sample_rate
 
 
+# features.channels: what a file with several channels becomes (a string, not an Enum: it may
+# also be a channel number)
+CHANNEL_MODES = ("mix", "split")
+
+
+def parse_channels(value: object, key: str = "features.channels") -> str | int:
+    """mix (average the channels into one utterance), split (each channel its own utterance: the
+    agent and the customer of a call recorded on two channels) or a channel number (0 = first)."""
+    text = str(value).strip()
+    if text in CHANNEL_MODES:
+        return text
+    if text.isdigit():
+        return int(text)
+    raise ConfigError(f"{key}={value!r}: expected mix, split or a channel number (0 = the first)")
+
+
 class Source(StrEnum):
     demo = "demo"  # synthesised on first use
     librispeech = "librispeech"  # LibriSpeech / Libri-light trees that must exist
@@ -431,8 +447,6 @@ def validate(cfg: Any) -> None:
         (t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be >= 1"),
         (t.accum_grad >= 1, "train.accum_grad must be >= 1"),
         (cfg.features.max_utt_seconds > 0, "features.max_utt_seconds must be > 0"),
-        (str(cfg.features.channels) in ("mix", "split") or str(cfg.features.channels).isdigit(),
-         f"features.channels={cfg.features.channels!r}: expected mix, split or a channel number (0 = the first)"),
         (0.0 <= cfg.specaug.time_mask_max_frac <= 1.0, "specaug.time_mask_max_frac must be in [0, 1]"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
@@ -458,6 +472,7 @@ def validate(cfg: Any) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    parse_channels(cfg.features.channels)  # the one-line error for a value that is none of them
 
 
 def method_config(cfg: Any) -> MethodConfig:

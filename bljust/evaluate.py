@@ -176,7 +176,8 @@ def split_cuts(cfg: dict, split: str | None, data: str | None,
                counts: dict[str, Any] | None = None) -> tuple[CutSet, str]:
     """The cuts to score and their name: a prepared split of the checkpoint's recipe, or `data`;
     what was left out of them goes into `counts` when given."""
-    from bljust.data.audio import lowest_rate, parse_channels
+    from bljust.config import parse_channels
+    from bljust.data.audio import lowest_rate
 
     counts = {} if counts is None else counts
     if split is not None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from bljust.data.audio import BadAudio, lowest_rate, parse_channels, read_audio
+from bljust.config import parse_channels
+from bljust.data.audio import BadAudio, lowest_rate, read_audio
 from bljust.data.features import Cmvn, fbank
 from bljust.data.manifests import cut_text, load_cuts
 from bljust.data.skips import SkipLog, check_bad_fraction

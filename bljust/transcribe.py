@@ -25,7 +25,8 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from bljust.data.audio import BadAudio, parse_channels
+from bljust.config import parse_channels
+from bljust.data.audio import BadAudio
 from bljust.decoding import chunked
 from bljust.decoding.options import DECODE_KEYS, DecodeOptions, make_decoder
 from bljust.errors import UserError

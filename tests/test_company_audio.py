@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from bljust.data.audio import BadAudio, parse_channels, read_audio
+from bljust.config import parse_channels
+from bljust.data.audio import BadAudio, read_audio
 from bljust.data.dataset import AsrDataset
 from bljust.data.features import Cmvn, fbank
 from bljust.data.manifests import load_table_manifest, scan_librispeech

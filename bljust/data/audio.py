@@ -34,25 +34,13 @@ def lowest_rate(sample_rate: int, low_rate: str) -> int:
     return sample_rate if low_rate == LowRate.refuse else 0
 
 
-# features.channels: what a file with several channels becomes
-CHANNEL_MODES = ("mix", "split")
-
-
-def parse_channels(value: object, key: str = "features.channels") -> str | int:
-    """mix (average the channels into one utterance), split (each channel its own utterance: the
-    agent and the customer of a call recorded on two channels) or a channel number (0 = first)."""
-    text = str(value).strip()
-    if text in CHANNEL_MODES:
-        return text
-    if text.isdigit():
-        return int(text)
-    raise ConfigError(f"{key}={value!r}: expected mix, split or a channel number (0 = the first)")
-
-
 def check_header(path: Path, frames: int, rate: int, channels: int, min_rate: int,
-                  max_seconds: float | None, channel: int | None = None) -> None:
+                  max_seconds: float | None, channel: int | list[int] | None = None) -> None:
     """The checks that need only the header, done before any sample is decoded; `min_rate` is
-    the lowest sample rate accepted (0: any, see `lowest_rate`); `channel` one that must exist."""
+    the lowest sample rate accepted (0: any, see `lowest_rate`); `channel` one (or a list of
+    channels) that must exist."""
+    if isinstance(channel, list):
+        channel = max(channel)
     if channel is not None and channel >= channels:
         raise BadAudio(f"{path}: has {channels} channel{'s' if channels > 1 else ''}, channel {channel} "
                        "asked (channels count from 0)", "missing_channel")
@@ -92,9 +80,8 @@ def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
         raise BadAudio(f"{path}: file not found", "missing_audio")
     try:
         with sf.SoundFile(str(path)) as f:
-            highest = max(channel) if isinstance(channel, list) else channel
             check_header(path, f.frames, f.samplerate, f.channels, lowest_rate(sample_rate, low_rate), max_seconds,
-                         highest)
+                         channel)
             expected, rate = f.frames, f.samplerate
             # frames given: libsndfile cannot seek in some codecs (GSM 06.10 WAV) and then refuses "read all"
             data = f.read(frames=expected, dtype="float32", always_2d=True)

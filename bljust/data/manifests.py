@@ -51,7 +51,7 @@ def _recording(rec_id: str, path: Path, skips: SkipLog, max_seconds: float, min_
 
 def channel_cuts(rec: Recording, text: str | None, speaker: str | None, channels: str | int, skips: SkipLog,
                  channel: int | None = None):
-    """The cuts one recording gives under features.channels (audio.parse_channels): a mono file
+    """The cuts one recording gives under features.channels (config.parse_channels): a mono file
     one MonoCut; with several channels, `mix` one MultiCut over all of them (read as their
     average), a number one MonoCut of that channel, `split` one MonoCut per channel with ids
     `<id>-ch<k>` (unlabelled audio only: one transcript cannot be both sides of a call; a table's

@@ -58,7 +58,7 @@ def windows(path: str | Path, sample_rate: int, chunk: float, overlap: float,
     with f:
         rate, total = f.samplerate, f.frames
         # the reader's header checks, but no length limit: windows are what makes any length fit
-        check_header(path, total, rate, f.channels, min_rate, None, max(channel) if isinstance(channel, list) else channel)
+        check_header(path, total, rate, f.channels, min_rate, None, channel)
         step = round(FRAME_SECONDS * rate)  # samples per encoder frame at the file's rate
         stride, context = max(1, round(chunk / FRAME_SECONDS)) * step, round(overlap / FRAME_SECONDS) * step
         buf, buf_start = np.zeros((0, f.channels), np.float32), 0  # samples [buf_start, buf_start + len(buf))
