@@ -50,8 +50,7 @@ def main() -> None:
         batch = next(tr.labelled).to(device)
         ctx.labelled = itertools.repeat(batch)
         method = Supervised(ctx)
-        dtype = torch.bfloat16 if ctx.cfg.train.precision == "bf16" or (
-            ctx.cfg.train.precision == "auto" and device.type == "cuda") else torch.float32
+        dtype = ctx.compute_dtype
 
         step = lambda: method.step(0)  # noqa: E731  forward, CTC loss, backward, clip, AdamW
         for _ in range(args.warmup):

@@ -153,8 +153,7 @@ def bench_model(name: str, args, tmp: Path) -> dict:
     methods = {"ours": Supervised(ctx), "torchaudio": Supervised(peer_ctx)}
     ctxs = {"ours": ctx, "torchaudio": peer_ctx}
     steps = {k: (lambda m=m: m.step(0)) for k, m in methods.items()}
-    dtype = torch.bfloat16 if cfg.train.precision == "bf16" or (
-        cfg.train.precision == "auto" and device.type == "cuda") else torch.float32
+    dtype = ctx.compute_dtype
 
     for _ in range(args.warmup):
         for step in steps.values():

@@ -35,10 +35,15 @@ class TrainContext:
     specaug: SpecAugment
     out_dir: Path | None = None  # the run folder, for methods that write files there (pseudo_label offline)
 
-    def autocast(self):
-        """bf16 autocast on CUDA (or when asked for), plain fp32 otherwise."""
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """bf16 on CUDA (or when asked for), fp32 otherwise: what the matmuls of a step run in."""
         p = self.cfg.train.precision
-        if p == "bf16" or (p == "auto" and self.device.type == "cuda"):
+        return torch.bfloat16 if p == "bf16" or (p == "auto" and self.device.type == "cuda") else torch.float32
+
+    def autocast(self):
+        """bf16 autocast where compute_dtype is bf16, plain fp32 otherwise."""
+        if self.compute_dtype == torch.bfloat16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
