@@ -84,13 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     roots = {}
     for item in args.points:
-        minutes, sep, root = item.partition("=")
+        text, sep, root = item.partition("=")
         try:
-            roots[float(minutes)] = Path(root)
+            minutes = float(text)
         except ValueError:
-            sep = ""
-        if not sep or float(minutes) <= 0:
+            minutes = 0.0
+        if not sep or minutes <= 0:
             ap.error(f"{item!r}: expected MINUTES=PROTOCOL_ROOT with MINUTES > 0")
+        roots[minutes] = Path(root)
     points = read_points(roots, args.split, args.metric)
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     for method in sorted(points):
