@@ -5,6 +5,10 @@ BIN      = $(VENV)/bin
 APT_PKGS = espeak-ng fortunes irstlm flite wordnet-base
 ARGS    ?=
 PYTEST   = $(BIN)/python -m pytest -q -p no:cacheprovider
+# pytest-xdist workers, one per core (tests/conftest.py gives each one intra-op thread); TEST_JOBS=0
+# runs the suite in one process
+TEST_JOBS ?= 2
+XDIST     = $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadgroup)
 # The extras the lock resolves: everything the test suite imports (dev), beam search (lm), ONNX (export).
 LOCK_EXTRAS = --extra dev --extra lm --extra export
 UV_VERSION  = 0.13.9
@@ -50,11 +54,11 @@ demo: setup
 
 # The full suite, as CI runs it.
 test: setup
-	$(PYTEST) --durations=15 tests
+	$(PYTEST) $(XDIST) --durations=15 tests
 
 # The edit-test loop: unit tests only, nothing that trains (tests marked `train` are left out).
 test-fast: setup
-	$(PYTEST) -m "not train" tests
+	$(PYTEST) $(XDIST) -m "not train" tests
 
 # On a machine with a CUDA GPU, in under 5 minutes: the tests marked `cuda` (bf16 autocast, the
 # fused AdamW's sync-free skip, max_allocated_mb), then the bf16 MFU of model=large on a small

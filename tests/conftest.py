@@ -3,6 +3,7 @@ built from it, and config composition."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,9 @@ def pytest_collection_modifyitems(items):
         # small_checkpoint trains two steps to make its checkpoint
         if item.get_closest_marker("e2e") or "small_checkpoint" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.train)
+        # the tests on test_train's trained model share one xdist worker, which trains it once
+        if "trained" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("trained"))
         if item.get_closest_marker("cuda") and not torch.cuda.is_available():
             item.add_marker(no_gpu)
 
@@ -66,10 +70,43 @@ def _no_training_unless_marked(request, monkeypatch):
     monkeypatch.setattr(subprocess, "Popen", guard(subprocess.Popen))
 
 
+def run_cli(monkeypatch, module: str, *args: str) -> tuple[int, str, str]:
+    """`python -m module args` run inside this process: (exit code, stdout, stderr), with each
+    warning the call raises written to stderr as the interpreter would print it. What this saves is
+    a new interpreter's start-up (3-4 s, most of it importing torch); test_help and test_config
+    still start bljust.train as a real process, so that path stays tested."""
+    import contextlib
+    import importlib
+    import io
+    import warnings
+
+    mod = importlib.import_module(module if module != "bljust.protocol" else "bljust.protocol.__main__")
+    monkeypatch.setattr(sys, "argv", [mod.__file__, *args])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            warnings.catch_warnings(record=True) as caught:
+        try:
+            code = mod.main(list(args)) or 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+            if isinstance(done.code, str):
+                print(done.code, file=sys.stderr)
+    text = err.getvalue() + "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
+                                    for w in caught)
+    return code, out.getvalue(), text
+
+
+# Under pytest-xdist (`-n 2`, as the Makefile runs the suite) each worker has one of the two
+# cores: one intra-op thread, and the same for the training processes the tests start.
+THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")

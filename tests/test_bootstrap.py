@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import random
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -152,8 +150,10 @@ def test_hypotheses_that_cannot_be_paired_are_named(tmp_path):
         paired_counts([a], [alien])
 
 
-def test_compare_reports_a_bad_hypotheses_file_in_one_line(tmp_path):
+def test_compare_reports_a_bad_hypotheses_file_in_one_line(tmp_path, monkeypatch):
     import json
+
+    from conftest import run_cli
 
     for method in ("supervised", "bljust"):
         run = tmp_path / "runs" / method / "seed0"
@@ -161,13 +161,13 @@ def test_compare_reports_a_bad_hypotheses_file_in_one_line(tmp_path):
         (run / "config.yaml").write_text("train:\n  seed: 0\n")
         (run / "wer.json").write_text(json.dumps({"test": {"wer": 50.0, "cer": 20.0, "utterances": 2}}))
         (run / "hyps" / "test.txt").write_text("utt0\tTHE CAT\tTHE\n" if method == "supervised" else "utt0 THE CAT\n")
-    proc = subprocess.run([sys.executable, "-m", "bljust.compare", str(tmp_path / "runs")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr == f"error: {tmp_path}/runs/bljust/seed0/hyps/test.txt:1: expected ID<TAB>REF<TAB>HYP, found 1 field(s)\n"
+    monkeypatch.chdir(ROOT)
+    code, out, err = run_cli(monkeypatch, "bljust.compare", str(tmp_path / "runs"))
+    assert code == 1 and out == ""
+    assert err == f"error: {tmp_path}/runs/bljust/seed0/hyps/test.txt:1: expected ID<TAB>REF<TAB>HYP, found 1 field(s)\n"
 
 
-def test_compare_bootstraps_dev_for_runs_that_never_scored_test(tmp_path):
+def test_compare_bootstraps_dev_for_runs_that_never_scored_test(tmp_path, monkeypatch):
     """Discriminating runs score dev only: the default (test) has nothing to pair, --bootstrap-split dev
     pairs their dev hypotheses."""
     import json
@@ -182,11 +182,14 @@ def test_compare_bootstraps_dev_for_runs_that_never_scored_test(tmp_path):
         (run / "wer.json").write_text(json.dumps({"dev": {**error_rates(refs, hyps), "utterances": 60}}))
         hyps_file(run / "hyps" / "dev.txt", refs, hyps)
 
+    from conftest import run_cli
+
+    monkeypatch.chdir(ROOT)
+
     def compare(*extra: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "bljust.compare", str(tmp_path / "runs"), *extra], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+        code, out, err = run_cli(monkeypatch, "bljust.compare", str(tmp_path / "runs"), *extra)
+        assert code == 0, err
+        return out
 
     assert "Paired bootstrap" not in compare()
     rows = [line for line in compare("--bootstrap-split", "dev").splitlines() if line.startswith("| ptft | supervised")]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -41,14 +39,17 @@ def _fake_run(root: Path, method: str, seed: int, test_wer: float, drop_words: i
                                               "test": {"wer": test_wer, "cer": 25.0}}))
 
 
-def test_compare_writes_agreeing_markdown_and_self_contained_html(tmp_path):
+def test_compare_writes_agreeing_markdown_and_self_contained_html(tmp_path, monkeypatch):
+    from conftest import run_cli
+
     runs_dir = tmp_path / "runs"
     for method, wers in {"supervised": (80.0, 84.0), "bljust": (70.0, 72.0)}.items():
         for seed, wer in enumerate(wers):
             _fake_run(runs_dir, method, seed, wer, drop_words=3 if method == "supervised" else 0)
     out_md, out_html = tmp_path / "out" / "table.md", tmp_path / "out" / "report.html"
-    subprocess.run([sys.executable, "-m", "bljust.compare", str(runs_dir), "--out", str(out_md), "--html", str(out_html)],
-                   cwd=ROOT, check=True, capture_output=True, text=True)
+    monkeypatch.chdir(ROOT)
+    code, _, err = run_cli(monkeypatch, "bljust.compare", str(runs_dir), "--out", str(out_md), "--html", str(out_html))
+    assert code == 0, err
     md = out_md.read_text()
     head = ("| method | seeds | dev WER | test WER | dev CER | test CER | test empty % | compute C | supervised updates "
             "| train min |")

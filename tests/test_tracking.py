@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -37,7 +35,9 @@ def test_corrupt_or_foreign_checkpoint_is_one_clear_error(tmp_path):
         load_checkpoint(tmp_path / "none.pt")
 
 
-def test_evaluate_on_a_bad_checkpoint_is_one_line_that_never_suggests_an_unsafe_load(tmp_path):
+def test_evaluate_on_a_bad_checkpoint_is_one_line_that_never_suggests_an_unsafe_load(tmp_path, monkeypatch):
+    from conftest import run_cli
+
     """torch's own refusal advises weights_only=False, which would run the file's code: never passed on."""
     save_atomic({"format": 1, "step": 1, "w": torch.zeros(1000)}, tmp_path / "a.pt")
     data = (tmp_path / "a.pt").read_bytes()
@@ -53,9 +53,8 @@ def test_evaluate_on_a_bad_checkpoint_is_one_line_that_never_suggests_an_unsafe_
         "plain.pkl": "corrupt or truncated checkpoint (not readable as a PyTorch file: Unsupported operand 149)",
     }
     for name, what in cases.items():
-        r = subprocess.run([sys.executable, "-m", "bljust.evaluate", f"ckpt={tmp_path / name}", "split=test"],
-                           capture_output=True, text=True, timeout=120)
-        assert (r.returncode, r.stdout, r.stderr) == (1, "", f"error: {tmp_path / name}: {what}\n"), name
+        got = run_cli(monkeypatch, "bljust.evaluate", f"ckpt={tmp_path / name}", "split=test")
+        assert got == (1, "", f"error: {tmp_path / name}: {what}\n"), name
 
 
 def test_metrics_writer_truncates_past_resume_step(tmp_path):

@@ -7,6 +7,7 @@ The same spec always gives identical transcripts and audio.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -104,8 +105,10 @@ def clean_sentence(raw: str) -> str | None:
     return " ".join(words)
 
 
-def load_sentences(seed: int) -> list[str]:
-    """All distinct usable fortune sentences, in a seed-determined order."""
+@functools.cache
+def _fortune_sentences() -> tuple[str, ...]:
+    """Every distinct usable fortune sentence, sorted (set order is not reproducible). Parsed once
+    a process: the corpus builders, the LM text and the target corpus's exclusion each ask for it."""
     found: set[str] = set()
     for path in _fortune_files():
         for cookie in re.split(r"^%$", path.read_text(encoding="utf-8", errors="replace"), flags=re.M):
@@ -114,7 +117,12 @@ def load_sentences(seed: int) -> list[str]:
             for raw in _SENTENCE_END.split(" ".join(lines).strip()):
                 if (sentence := clean_sentence(raw)) is not None:
                     found.add(sentence)
-    ordered = sorted(found)  # sort first: set order is not reproducible
+    return tuple(sorted(found))
+
+
+def load_sentences(seed: int) -> list[str]:
+    """All distinct usable fortune sentences, in a seed-determined order."""
+    ordered = list(_fortune_sentences())
     random.Random(seed).shuffle(ordered)
     return ordered
 

@@ -21,6 +21,7 @@ apart from the channel's. The same spec always gives the same corpus.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -107,8 +108,10 @@ def wordnet_phrases(raw_gloss: str) -> list[str]:
     return [p.strip() for p in [*definition.split(";"), *examples] if p.strip()]
 
 
-def load_target_sentences(seed: int) -> list[str]:
-    """WordNet phrases usable as transcripts, none of them a demo (fortunes) sentence, seed-shuffled."""
+@functools.cache
+def _wordnet_sentences() -> tuple[str, ...]:
+    """Every WordNet phrase usable as a transcript and not a demo (fortunes) sentence, sorted; parsed
+    once a process (about 4 s on two cores), as the corpus builder and the LM text both need it."""
     found: set[str] = set()
     for part in ("noun", "verb", "adj", "adv"):
         for line in (WORDNET_DIR / f"data.{part}").read_text(errors="replace").splitlines():
@@ -118,7 +121,12 @@ def load_target_sentences(seed: int) -> list[str]:
                 if (sentence := clean_sentence(phrase)) is not None:
                     found.add(sentence)
     found -= set(load_sentences(0))  # the source corpus's text (empty without fortunes)
-    ordered = sorted(found)
+    return tuple(sorted(found))
+
+
+def load_target_sentences(seed: int) -> list[str]:
+    """WordNet phrases usable as transcripts, none of them a demo (fortunes) sentence, seed-shuffled."""
+    ordered = list(_wordnet_sentences())
     random.Random(f"{seed}-target").shuffle(ordered)
     return ordered
 

@@ -11,12 +11,14 @@ import math
 
 import numpy as np
 import torch
-from sklearn.cluster import MiniBatchKMeans
-from sklearn.metrics import adjusted_mutual_info_score
 
 
 def kmeans_labels(x: torch.Tensor, k: int, seed: int, batch_size: int = 4096) -> torch.Tensor:
     """(N,) int64 cluster of each row of the (N, D) matrix x; mini-batch k-means with `seed`."""
+    # scikit-learn is imported here, not at the top: it takes ~1.5 s, which every `bljust.train`
+    # process (and its --help) paid even with the monitors off
+    from sklearn.cluster import MiniBatchKMeans
+
     k = min(k, x.shape[0])
     km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size, n_init=1)
     return torch.from_numpy(km.fit_predict(x.detach().cpu().double().numpy()).astype(np.int64))
@@ -90,4 +92,6 @@ def assignment_entropy(labels: torch.Tensor, k: int) -> float:
 
 def cross_seed_ami(a: torch.Tensor, b: torch.Tensor) -> float:
     """Adjusted mutual information of two clusterings of the same frames (1 = the same partition)."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
     return float(adjusted_mutual_info_score(a.numpy(), b.numpy()))
