@@ -27,9 +27,6 @@ def pytest_collection_modifyitems(items):
         # small_checkpoint trains two steps to make its checkpoint
         if item.get_closest_marker("e2e") or "small_checkpoint" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.train)
-        # the tests on test_train's trained model share one xdist worker, which trains it once
-        if "trained" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("trained"))
         if item.get_closest_marker("cuda") and not torch.cuda.is_available():
             item.add_marker(no_gpu)
 

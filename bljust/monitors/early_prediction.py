@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
+from scipy.stats import kendalltau, rankdata, spearmanr
 
 from bljust.monitors.pruning import final_step, value_at_fraction
 from bljust.tracking.metrics import read_metrics
@@ -77,13 +77,15 @@ def bootstrap_rho(xs: list[float], ys: list[float], resamples: int = RHO_RESAMPL
         return math.nan, math.nan
     x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
     rng = np.random.default_rng(seed)
-    rhos = []
-    for _ in range(resamples):
-        idx = rng.integers(0, len(x), len(x))
-        if len(np.unique(x[idx])) > 1 and len(np.unique(y[idx])) > 1:
-            rhos.append(spearmanr(x[idx], y[idx]).statistic)
-    if len(rhos) < resamples / 2:
+    # one draw per resample, as a loop would make them (so tables do not change), then every
+    # resample's rho at once: rho is the Pearson correlation of the average ranks (ties shared)
+    idx = np.stack([rng.integers(0, len(x), len(x)) for _ in range(resamples)])
+    rx, ry = rankdata(x[idx], axis=1), rankdata(y[idx], axis=1)
+    varies = (rx.max(1) > rx.min(1)) & (ry.max(1) > ry.min(1))  # a constant side has no rho
+    if varies.sum() < resamples / 2:
         return math.nan, math.nan
+    dx, dy = rx[varies] - rx[varies].mean(1, keepdims=True), ry[varies] - ry[varies].mean(1, keepdims=True)
+    rhos = (dx * dy).sum(1) / np.sqrt((dx * dx).sum(1) * (dy * dy).sum(1))
     lo, hi = np.percentile(rhos, [2.5, 97.5])
     return float(lo), float(hi)
 
