@@ -77,7 +77,9 @@ def run_cli(monkeypatch, module: str, *args: str) -> tuple[int, str, str]:
     import io
     import warnings
 
-    mod = importlib.import_module(module if module != "bljust.protocol" else "bljust.protocol.__main__")
+    mod = importlib.import_module(module)
+    if not hasattr(mod, "main"):  # a package run with -m: its __main__ (bljust.protocol)
+        mod = importlib.import_module(f"{module}.__main__")
     monkeypatch.setattr(sys, "argv", [mod.__file__, *args])
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
@@ -96,7 +98,7 @@ def run_cli(monkeypatch, module: str, *args: str) -> tuple[int, str, str]:
 # Under pytest-xdist (`-n 2`, as the Makefile runs the suite) each worker has one of the two
 # cores: one intra-op thread, and the same for the training processes the tests start.
 THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
-if os.environ.get("PYTEST_XDIST_WORKER"):
+if THREADS == 1:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 

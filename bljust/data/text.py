@@ -55,7 +55,6 @@ class Normalizer:
             raise UserError(f"text.keep={keep!r}: not a regex character class body ({err})") from None
         self.keep = keep
         self._to_case = _CASES[case]
-        self._fold_cache: dict[str, str | None] = {}
         # what str.translate needs, grown as characters are first seen: ord -> replacement, and the
         # characters that count as dropped (unkeepable and not whitespace)
         self._table: dict[int, str] = {}
@@ -66,30 +65,25 @@ class Normalizer:
     def _fold(self, ch: str) -> str | None:
         """What `ch` (already cased) becomes: itself, its folded letters, '' for a bare combining
         mark (the accent of a decomposed letter), or None when it cannot be kept."""
-        if ch not in self._fold_cache:
-            if self._allowed.fullmatch(ch):
-                out: str | None = ch
-            else:
-                base = _BASE.get(ch, ch)
-                folded = self._to_case("".join(c for c in unicodedata.normalize("NFKD", base)
-                                               if not unicodedata.combining(c)))
-                if folded == "" and unicodedata.combining(ch):
-                    out = ""
-                elif folded.strip() and all(self._allowed.fullmatch(c) for c in folded):
-                    out = folded
-                else:
-                    out = None
-            self._fold_cache[ch] = out
-        return self._fold_cache[ch]
+        if self._allowed.fullmatch(ch):
+            return ch
+        base = _BASE.get(ch, ch)
+        folded = self._to_case("".join(c for c in unicodedata.normalize("NFKD", base) if not unicodedata.combining(c)))
+        if folded == "" and unicodedata.combining(ch):
+            return ""
+        if folded.strip() and all(self._allowed.fullmatch(c) for c in folded):
+            return folded
+        return None
 
     def _apply(self, text: str) -> tuple[str, list[str]]:
         """(normalised text, the characters dropped from it, whitespace aside)."""
         cased = self._to_case(text)
         # one str.translate over the text instead of a Python step per character: normalising a
         # corpus's text (160k WordNet phrases, LibriSpeech's transcripts) was most of its cost
-        for ch in set(cased).difference(self._fold_cache):
+        for code in set(map(ord, cased)).difference(self._table):
+            ch = chr(code)
             folded = self._fold(ch)
-            self._table[ord(ch)] = " " if folded is None else folded
+            self._table[code] = " " if folded is None else folded
             if folded is None and not ch.isspace():
                 self._unkept.add(ch)
         dropped = [ch for ch in cased if ch in self._unkept] if not self._unkept.isdisjoint(cased) else []
